@@ -1,0 +1,1 @@
+"""The kube-scheduler extender: `POST /filter` and `POST /prioritize` (SPEC §5)."""

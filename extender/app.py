@@ -1,0 +1,151 @@
+"""The extender's Flask app: request handling around the filter and the scoring."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter as Tally
+from collections.abc import Callable
+
+from flask import Flask, Response, request
+from prometheus_client import CollectorRegistry
+
+from extender.candidates import CandidateResolver
+from extender.filter import FilterOutcome, filter_candidates
+from extender.metrics import ExtenderMetrics, PlacementCollector
+from extender.protocol import ExtenderArgs, ProtocolError, filter_result, parse_args, priority_list
+from extender.scoring import holds_any_replica, normalize, score_candidates
+from storkcore import objects
+from storkcore.drivers.base import Driver
+from storkcore.events import EventSink
+from storkcore.kube import NODES, PODS
+from storkcore.pods import assess_pod
+from storkcore.web import add_health_routes, json_error
+
+log = logging.getLogger(__name__)
+SCORE_MODES = ("stork", "normalized")
+
+
+class Extender:
+    def __init__(self, driver: Driver, events: EventSink, score_mode: str, metrics: ExtenderMetrics) -> None:
+        if score_mode not in SCORE_MODES:
+            raise ValueError(f"score mode must be one of {', '.join(SCORE_MODES)}")
+        self.driver = driver
+        self.events = events
+        self.score_mode = score_mode
+        self.metrics = metrics
+        self.resolver = CandidateResolver(driver)
+
+    def filter(self, args: ExtenderArgs) -> bytes:
+        storage = assess_pod(self.driver, args.pod)
+        if not storage.uses_driver and not storage.blocked:
+            return filter_result(args, list(range(len(args.names))), {})
+        candidates = self.resolver.resolve(args)
+        outcome = filter_candidates(self.driver.name, self.driver.index().by_id, args.pod, storage, candidates)
+        self._report_filter(args.pod, outcome, len(candidates))
+        return filter_result(args, outcome.kept, outcome.unresolvable, outcome.transient)
+
+    def prioritize(self, args: ExtenderArgs) -> bytes:
+        storage = assess_pod(self.driver, args.pod)
+        if not storage.uses_driver:
+            return priority_list(args.names, [0] * len(args.names))
+        candidates = self.resolver.resolve(args)
+        scores = score_candidates(args.pod, storage, self.driver.index().by_id, candidates)
+        has_replicas = any(v.data_nodes for v in storage.volumes)
+        if has_replicas and not holds_any_replica(storage, candidates):
+            self.events.warn(
+                args.pod, "NonOptimumScheduling", "none of the candidate nodes holds a replica of the pod's volumes"
+            )
+        if self.score_mode == "normalized":
+            scores = normalize(scores)
+        return priority_list(args.names, scores)
+
+    def _report_filter(self, pod: dict, outcome: FilterOutcome, total: int) -> None:
+        if outcome.fail_open:
+            self.metrics.fail_open.labels("filter").inc()
+            self.events.warn(
+                pod,
+                "NonOptimumScheduling",
+                f"storage driver could not answer ({outcome.fail_open}); placing the pod without storage awareness",
+            )
+        elif total and not outcome.kept and outcome.unresolvable:
+            self.metrics.unschedulable.inc()
+            self.events.warn(pod, "FailedScheduling", _summary(outcome, total))
+
+    def placement_counts(self) -> dict[str, int]:
+        """Running pods by how close they are to their data (for the gauges)."""
+        counts: Tally[str] = Tally()
+        index = self.driver.index()
+        for pod in self.driver.cluster.store(PODS).list():
+            node_name = objects.text(pod, "spec", "nodeName")
+            if not node_name or objects.text(pod, "status", "phase") != "Running":
+                continue
+            volumes = [v for v in assess_pod(self.driver, pod).volumes if v.data_nodes]
+            if not volumes:
+                continue
+            node = self.driver.cluster.store(NODES).get("", node_name)
+            storage = index.match(node) if node is not None else None
+            local = sum(1 for v in volumes if storage is not None and storage.storage_id in v.data_nodes)
+            counts[_placement_kind(local, len(volumes))] += 1
+        return dict(counts)
+
+
+def _placement_kind(local: int, total: int) -> str:
+    if local == total:
+        return "hyperconverged"
+    return "semi_hyperconverged" if local else "non_hyperconverged"
+
+
+def _summary(outcome: FilterOutcome, total: int) -> str:
+    if outcome.pod_reason:
+        return f"0/{total} nodes can host the pod's storage: {outcome.pod_reason}"
+    reasons = Tally(outcome.unresolvable.values())
+    listed = ", ".join(f"{count} {reason}" for reason, count in reasons.most_common())
+    return f"0/{total} nodes can host the pod's storage: {listed}"
+
+
+def create_app(
+    driver: Driver,
+    events: EventSink,
+    score_mode: str = "stork",
+    ready: Callable[[], bool] | None = None,
+) -> Flask:
+    app = Flask("stork-extender")
+    registry = CollectorRegistry()
+    metrics = ExtenderMetrics(registry)
+    extender = Extender(driver, events, score_mode, metrics)
+    registry.register(PlacementCollector(extender.placement_counts))
+    app.extensions["stork-extender"] = extender
+    add_health_routes(app, ready or driver.cluster.synced, registry)
+
+    def serve(verb: str, handle: Callable[[ExtenderArgs], bytes], neutral: Callable[[ExtenderArgs], bytes]) -> Response:
+        started = time.perf_counter()
+        try:
+            args = parse_args(request.get_data())
+        except ProtocolError as err:
+            metrics.requests.labels(verb, "400").inc()
+            return json_error(str(err))
+        try:
+            body = handle(args)
+        except Exception:
+            # A bug of ours must not stop scheduling: answer as if we had no opinion.
+            log.exception("extender request failed", extra={"verb": verb, "pod": _pod_id(args.pod)})
+            metrics.internal_errors.labels(verb).inc()
+            body = neutral(args)
+        metrics.requests.labels(verb, "200").inc()
+        metrics.latency.labels(verb).observe(time.perf_counter() - started)
+        return Response(body, mimetype="application/json")
+
+    @app.post("/filter")
+    def filter_verb() -> Response:
+        return serve("filter", extender.filter, lambda a: filter_result(a, list(range(len(a.names))), {}))
+
+    @app.post("/prioritize")
+    def prioritize_verb() -> Response:
+        return serve("prioritize", extender.prioritize, lambda a: priority_list(a.names, [0] * len(a.names)))
+
+    return app
+
+
+def _pod_id(pod: dict) -> str:
+    return f"{objects.namespace(pod)}/{objects.name(pod)}"

@@ -1,0 +1,67 @@
+"""`stork-extender`: the scheduler extender under gunicorn."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from flask import Flask
+
+from extender.app import SCORE_MODES, create_app
+from storkcore import cli
+from storkcore.cluster import ClusterState
+from storkcore.drivers import make_driver
+from storkcore.events import EventRecorder
+from storkcore.kube import PODS, Kube, load_api_client
+from storkcore.logs import setup_logging
+from storkcore.serving import serve
+
+log = logging.getLogger("stork.extender")
+
+
+def build_parser() -> cli.EnvDefaultsParser:
+    parser = cli.EnvDefaultsParser(
+        prog="stork-extender",
+        description="kube-scheduler extender that keeps pods on nodes holding their volumes' replicas.",
+    )
+    cli.add_cluster_arguments(parser)
+    cli.add_serving_arguments(parser, default_bind="0.0.0.0:8099")
+    parser.add_argument(
+        "--score-mode",
+        default="stork",
+        choices=SCORE_MODES,
+        help="stork: stork-compatible scores; normalized: scaled into 0..10",
+    )
+    return parser
+
+
+def build_app(args) -> Flask:
+    kube = Kube(load_api_client(args.kubeconfig))
+    cluster = ClusterState(kube)
+    driver = make_driver(args.driver, cluster, cli.driver_options(args))
+    cluster.store(PODS)  # for the placement gauges
+    cluster.start()
+    app = create_app(driver, EventRecorder(kube, "stork-extender"), args.score_mode)
+    log.info("extender started", extra={"driver": args.driver, "score_mode": args.score_mode})
+    return app
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = build_parser()
+    args = cli.parse(parser, argv)
+    cli.check_tls_pair(parser, args)
+    setup_logging(args.log_level)
+    # Fail before forking when the driver name or its options are wrong.
+    make_driver(args.driver, ClusterState(), cli.driver_options(args))
+    serve(
+        lambda: build_app(args),
+        args.bind,
+        args.certfile,
+        args.keyfile,
+        threads=args.threads,
+        log_level=args.log_level,
+    )
+
+
+if __name__ == "__main__":
+    main()

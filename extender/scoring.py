@@ -1,0 +1,123 @@
+"""Node scores for `POST /prioritize` (SPEC §5, "Prioritize"), stork-compatible.
+
+Per volume, a node scores its best single match: it holds a replica (100),
+shares a rack (50), a zone (25) or a region (10) with a replica node. A
+StorageDown node cannot serve a replica locally (its own replica counts as
+rack-level) and its scores are halved; Offline and Degraded nodes have no
+locality at all. Volume scores are summed; a total of 0 becomes 5 so that
+every storage node outranks nodes the driver does not know (0).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from extender.candidates import Candidate
+from storkcore import annotations as ann
+from storkcore import objects
+from storkcore.model import NodeStatus, StorageNode, Topology, Volume
+from storkcore.pods import PodStorage, anti_hyperconverged
+
+REPLICA, RACK, ZONE, REGION = 100, 50, 25, 10
+FLOOR = 5  # a storage node with no locality still beats a non-storage node
+UNKNOWN = 0
+REMOTE_BONUS = 100  # anti-hyperconvergence: every Online non-replica node
+MAX_EXTENDER_PRIORITY = 10  # kube-scheduler's range for extender scores
+
+_LOCALITY = (NodeStatus.ONLINE, NodeStatus.STORAGE_DOWN)
+
+
+@dataclass(frozen=True)
+class Locality:
+    """Where one volume's data is, as seen from any node."""
+
+    replicas: frozenset[str]  # storage ids of replica nodes that can serve
+    local_replicas: frozenset[str]  # of those, the Online ones (full replica score)
+    racks: frozenset[str]
+    zones: frozenset[str]
+    regions: frozenset[str]
+
+    @classmethod
+    def of(cls, volume: Volume, index_by_id: Mapping[str, StorageNode]) -> Locality:
+        serving = [index_by_id[n] for n in volume.data_nodes if n in index_by_id and index_by_id[n].status in _LOCALITY]
+        return cls(
+            replicas=frozenset(n.storage_id for n in serving),
+            local_replicas=frozenset(n.storage_id for n in serving if n.status == NodeStatus.ONLINE),
+            racks=frozenset(k for n in serving if (k := n.topology.rack_key)),
+            zones=frozenset(k for n in serving if (k := n.topology.zone_key)),
+            regions=frozenset(k for n in serving if (k := n.topology.region_key)),
+        )
+
+    def score(self, storage_id: str, status: NodeStatus, topology: Topology) -> int:
+        if status not in _LOCALITY:
+            return 0
+        if storage_id in self.local_replicas:
+            best = REPLICA
+        elif storage_id in self.replicas or topology.rack_key in self.racks:
+            best = RACK
+        elif topology.zone_key in self.zones:
+            best = ZONE
+        elif topology.region_key in self.regions:
+            best = REGION
+        else:
+            best = 0
+        return best // 2 if status == NodeStatus.STORAGE_DOWN else best
+
+
+def score_candidates(
+    pod: Mapping, storage: PodStorage, index_by_id: Mapping[str, StorageNode], candidates: list[Candidate]
+) -> list[int]:
+    if not storage.uses_driver or storage.blocked or storage.driver_error:
+        return [UNKNOWN] * len(candidates)  # no opinion
+    if ann.is_true(objects.annotations(pod).get(ann.DISABLE_HYPERCONVERGENCE)):
+        return [FLOOR] * len(candidates)
+    scored = [
+        Locality.of(v, index_by_id)
+        for v in storage.volumes
+        if not anti_hyperconverged(v) and not ann.is_true(v.labels.get(ann.SKIP_SCHEDULER_SCORING))
+    ]
+    remote = [v for v in storage.volumes if anti_hyperconverged(v)]
+    replica_holders = frozenset().union(*(loc.replicas for loc in scored))
+    by_place: dict[tuple[NodeStatus, Topology], int] = {}  # nodes without replicas score by place alone
+    scores: list[int] = []
+    for candidate in candidates:
+        node = candidate.storage
+        if node is None:
+            scores.append(UNKNOWN)
+            continue
+        if node.storage_id in replica_holders:
+            total = _total(scored, node.storage_id, node.status, node.topology)
+        else:
+            place = (node.status, node.topology)
+            total = by_place.get(place)
+            if total is None:
+                total = by_place[place] = _total(scored, "", node.status, node.topology)
+        scores.append(_anti_hyperconverge(total or FLOOR, node, remote))
+    return scores
+
+
+def _total(scored: list[Locality], storage_id: str, status: NodeStatus, topology: Topology) -> int:
+    return sum(loc.score(storage_id, status, topology) for loc in scored)
+
+
+def _anti_hyperconverge(score: int, node: StorageNode, remote: list[Volume]) -> int:
+    """Volumes served over the network prefer nodes without their replicas."""
+    if not remote:
+        return score
+    if any(node.storage_id in v.data_nodes for v in remote):
+        return FLOOR
+    return score + REMOTE_BONUS if node.status == NodeStatus.ONLINE else score
+
+
+def normalize(scores: list[int]) -> list[int]:
+    """Scale into 0..MaxExtenderPriority keeping the order (ties may merge)."""
+    top = max(scores, default=0)
+    if top <= 0:
+        return [0] * len(scores)
+    return [s * MAX_EXTENDER_PRIORITY // top for s in scores]
+
+
+def holds_any_replica(storage: PodStorage, candidates: list[Candidate]) -> bool:
+    wanted = {n for v in storage.volumes for n in v.data_nodes}
+    return any(c.storage is not None and c.storage.storage_id in wanted for c in candidates)

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Build kube-apiserver, kube-scheduler, kube-controller-manager and kubelet from
+# Debian's `kubernetes` source package and cache them under the user's cache
+# directory, keyed by the source version. A second run only prints the path.
+#
+# Why from source: no container images or release binaries can be fetched here,
+# but Debian ships the whole Kubernetes tree with its dependencies vendored.
+set -euo pipefail
+
+cache_root="${XDG_CACHE_HOME:-$HOME/.cache}/stork-py/kubernetes"
+binaries=(kube-apiserver kube-scheduler kube-controller-manager kubelet kubectl)
+
+log() { echo "build-k8s: $*" >&2; }
+
+ensure_apt_packages() {
+  local missing=()
+  for p in golang-go rsync jq etcd-server dpkg-dev; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    log "installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+# Debian's source entries mirror the binary ones: derive them from the
+# machine's own apt configuration rather than naming a mirror here.
+ensure_deb_src() {
+  local src=/etc/apt/sources.list.d/stork-py-src.sources
+  [ -f "$src" ] && return 0
+  local base=/etc/apt/sources.list.d/debian.sources
+  if [ -f "$base" ]; then
+    sed -e 's/^Types: deb$/Types: deb-src/' "$base" >"$src"
+  elif [ -f /etc/apt/sources.list ]; then
+    grep -E '^deb ' /etc/apt/sources.list | sed 's/^deb /deb-src /' >/etc/apt/sources.list.d/stork-py-src.list
+  else
+    log "no apt sources found to derive a deb-src entry from"; return 1
+  fi
+  apt-get update -qq
+}
+
+source_version() {
+  apt-cache showsrc kubernetes 2>/dev/null | awk '/^Version:/ {print $2; exit}'
+}
+
+main() {
+  ensure_apt_packages
+  ensure_deb_src
+  local version; version=$(source_version)
+  [ -n "$version" ] || { log "apt-cache showsrc kubernetes found nothing"; exit 1; }
+  local out="$cache_root/$version"
+  if [ -f "$out/.complete" ]; then
+    echo "$out/bin"; return 0
+  fi
+  log "building Kubernetes $version into $out (about 10 minutes on 2 cores)"
+  rm -rf "$out"; mkdir -p "$out/src"
+  (cd "$out/src" && apt-get source -qq kubernetes >/dev/null 2>&1)
+  local tree; tree=$(find "$out/src" -maxdepth 1 -mindepth 1 -type d -name 'kubernetes-*' | head -1)
+  patch_reflect2 "$tree"
+  mkdir -p "$tree/.go/src/k8s.io"
+  ln -sfn ../../.. "$tree/.go/src/k8s.io/kubernetes"
+  (cd "$tree/.go/src/k8s.io/kubernetes" && \
+    GOPATH="$tree/.go" CGO_ENABLED=0 GOFLAGS=-mod=vendor GO111MODULE=off \
+    make WHAT="cmd/kube-apiserver cmd/kube-scheduler cmd/kube-controller-manager cmd/kubelet cmd/kubectl" >"$out/build.log" 2>&1) \
+    || { log "build failed; see $out/build.log"; tail -30 "$out/build.log" >&2; exit 1; }
+  mkdir -p "$out/bin"
+  for b in "${binaries[@]}"; do
+    cp "$tree/_output/local/bin/linux/$(go env GOARCH)/$b" "$out/bin/$b"
+  done
+  rm -rf "$out/src"   # about 1 GB of sources and objects; the binaries are all we keep
+  touch "$out/.complete"
+  echo "$out/bin"
+}
+
+# Go 1.19 breaks the vendored reflect2 v1.0.1 (the apiserver segfaults serving
+# custom resources); Debian's reflect2 1.0.2 sources fix it.
+patch_reflect2() {
+  local tree=$1 fixed=/usr/share/gocode/src/github.com/modern-go/reflect2
+  if [ ! -d "$fixed" ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-github-modern-go-reflect2-dev >/dev/null
+  fi
+  local vend="$tree/vendor/github.com/modern-go/reflect2"
+  find "$vend" -maxdepth 1 \( -name '*.go' -o -name '*.s' \) ! -name '*_test.go' -delete
+  find "$fixed" -maxdepth 1 \( -name '*.go' -o -name '*.s' \) ! -name '*_test.go' -exec cp {} "$vend/" \;
+}
+
+main "$@"

@@ -1,0 +1,158 @@
+"""Watch-backed caches: a thread-safe Store filled by a Reflector (list, then watch).
+
+The Reflector lists a resource, then watches from the list's resourceVersion,
+resumes from the last seen version after a dropped connection (with back-off),
+and lists again when the server says the version is too old (410 Gone).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from storkcore import objects
+from storkcore.kube import ApiError, Kube, Resource
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[dict | None, dict | None], None]  # (old, new); None = absent
+
+
+class Store:
+    """Objects of one resource by (namespace, name), with a change counter.
+
+    `version` grows on every change, so derived data can be memoised against it.
+    Listeners hear every change as (old, new) and must be quick.
+    """
+
+    def __init__(self) -> None:
+        self._objects: dict[tuple[str, str], dict] = {}
+        self._lock = threading.Lock()
+        self._listeners: list[Listener] = []
+        self.version = 0
+
+    def add_listener(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def get(self, namespace: str, name: str) -> dict | None:
+        return self._objects.get((namespace, name))
+
+    def list(self) -> list[dict]:
+        return list(self._objects.values())
+
+    def __len__(self) -> int:
+        return len(self._objects)
+
+    def upsert(self, obj: dict) -> None:
+        key = objects.key(obj)
+        with self._lock:
+            old = self._objects.get(key)
+            self._objects[key] = obj
+            self.version += 1
+        self._notify(old, obj)
+
+    def delete(self, obj: dict) -> None:
+        key = objects.key(obj)
+        with self._lock:
+            old = self._objects.pop(key, None)
+            self.version += 1
+        if old is not None:
+            self._notify(old, None)
+
+    def replace(self, new_objects: Iterable[dict]) -> None:
+        """Swap in a full list (after a LIST); listeners hear each difference."""
+        fresh = {objects.key(o): o for o in new_objects}
+        with self._lock:
+            old = self._objects
+            self._objects = fresh
+            self.version += 1
+        for key, obj in fresh.items():
+            if old.get(key) is not obj:
+                self._notify(old.get(key), obj)
+        for key, obj in old.items():
+            if key not in fresh:
+                self._notify(obj, None)
+
+    def _notify(self, old: dict | None, new: dict | None) -> None:
+        for listener in self._listeners:
+            try:
+                listener(old, new)
+            except Exception:  # a broken listener must not stop the cache
+                log.exception("cache listener failed")
+
+
+class Reflector:
+    """Keeps one Store in step with the API in a daemon thread."""
+
+    WATCH_SECONDS = 300
+    MIN_BACKOFF = 0.5
+    MAX_BACKOFF = 30.0
+
+    def __init__(self, kube: Kube, resource: Resource, store: Store) -> None:
+        self.kube = kube
+        self.resource = resource
+        self.store = store
+        self.synced = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"reflector {resource}", daemon=True)
+        self._resource_version = ""
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        backoff = self.MIN_BACKOFF
+        while not self._stop.is_set():
+            try:
+                if not self._resource_version:
+                    self._list()
+                self._watch()
+                backoff = self.MIN_BACKOFF
+            except ApiError as err:
+                if err.gone:
+                    log.info("watch expired, listing again", extra={"resource": str(self.resource)})
+                    self._resource_version = ""
+                    continue
+                backoff = self._pause(backoff, err)
+            except Exception as err:  # connection trouble: resume from the last version
+                backoff = self._pause(backoff, err)
+
+    def _pause(self, backoff: float, err: Exception) -> float:
+        log.warning(
+            "cache connection failed, retrying",
+            extra={"resource": str(self.resource), "error": str(err)[:300], "retry_in": round(backoff, 2)},
+        )
+        self._stop.wait(backoff * random.uniform(0.8, 1.2))
+        return min(backoff * 2, self.MAX_BACKOFF)
+
+    def _list(self) -> None:
+        found, version = self.kube.list(self.resource)
+        self.store.replace(found)
+        self._resource_version = version
+        if not self.synced.is_set():
+            log.info("cache synced", extra={"resource": str(self.resource), "objects": len(found)})
+        self.synced.set()
+
+    def _watch(self) -> None:
+        for event in self.kube.watch(self.resource, self._resource_version, self.WATCH_SECONDS):
+            if self._stop.is_set():
+                return
+            self._apply(event)
+
+    def _apply(self, event: dict[str, Any]) -> None:
+        kind, obj = event.get("type"), event.get("object") or {}
+        if kind == "ERROR":
+            raise ApiError(int(obj.get("code") or 500), obj.get("message") or "watch error")
+        version = objects.text(obj, "metadata", "resourceVersion")
+        if kind in ("ADDED", "MODIFIED"):
+            self.store.upsert(obj)
+        elif kind == "DELETED":
+            self.store.delete(obj)
+        if version:
+            self._resource_version = version

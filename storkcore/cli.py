@@ -1,0 +1,93 @@
+"""Command-line plumbing shared by every console script.
+
+Every flag can also come from an environment variable `STORK_<FLAG>`
+(`--score-mode` -> `STORK_SCORE_MODE`); repeatable flags take a
+comma-separated list there. The command line wins over the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Sequence
+
+from storkcore.drivers import DriverOptions, available_drivers
+from storkcore.matching import TopologyLabels
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def env_name(flag: str) -> str:
+    return "STORK_" + flag.lstrip("-").replace("-", "_").upper()
+
+
+class EnvDefaultsParser(argparse.ArgumentParser):
+    """An ArgumentParser whose defaults come from STORK_* environment variables."""
+
+    def add_argument(self, *flags: str, **kwargs):  # type: ignore[override]
+        long_flags = [f for f in flags if f.startswith("--")]
+        if long_flags and kwargs.get("action") not in ("help", "version"):
+            variable = env_name(long_flags[0])
+            raw = os.environ.get(variable)
+            if raw is not None:
+                kwargs["default"] = _from_env(raw, kwargs)
+                kwargs["required"] = False
+            help_text = kwargs.get("help") or ""
+            if help_text != argparse.SUPPRESS:
+                kwargs["help"] = f"{help_text} [env {variable}]".strip()
+        return super().add_argument(*flags, **kwargs)
+
+
+def _from_env(raw: str, kwargs: dict) -> object:
+    action = kwargs.get("action")
+    if action == "append":
+        return [part.strip() for part in raw.split(",") if part.strip()]
+    if isinstance(action, type) and issubclass(action, argparse.BooleanOptionalAction):
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+    convert = kwargs.get("type")
+    return convert(raw) if callable(convert) else raw
+
+
+def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--driver", required=True, help=f"storage driver ({', '.join(sorted(available_drivers()))})")
+    parser.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then ~/.kube/config)")
+    parser.add_argument(
+        "--csi-driver-name",
+        action="append",
+        default=[],
+        help="CSI driver name the csi driver owns (repeatable; kubernetes.io/no-provisioner for local PVs)",
+    )
+    parser.add_argument("--longhorn-namespace", default="longhorn-system", help="namespace of Longhorn's objects")
+    parser.add_argument("--zone-label", action="append", default=[], help="node label(s) for the zone level")
+    parser.add_argument("--region-label", action="append", default=[], help="node label(s) for the region level")
+    parser.add_argument("--rack-label", action="append", default=[], help="node label(s) for the rack level")
+    parser.add_argument("--log-level", default="info", choices=LOG_LEVELS, help="log level")
+
+
+def add_serving_arguments(parser: argparse.ArgumentParser, default_bind: str) -> None:
+    parser.add_argument("--bind", default=default_bind, help="HOST:PORT to listen on")
+    parser.add_argument("--certfile", help="TLS certificate (PEM)")
+    parser.add_argument("--keyfile", help="TLS private key (PEM)")
+    parser.add_argument("--threads", type=int, default=8, help="request threads")
+
+
+def driver_options(args: argparse.Namespace) -> DriverOptions:
+    defaults = TopologyLabels()
+    return DriverOptions(
+        csi_driver_names=tuple(args.csi_driver_name),
+        longhorn_namespace=args.longhorn_namespace,
+        topology=TopologyLabels(
+            zone=tuple(args.zone_label) or defaults.zone,
+            region=tuple(args.region_label) or defaults.region,
+            rack=tuple(args.rack_label) or defaults.rack,
+        ),
+    )
+
+
+def check_tls_pair(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if bool(args.certfile) != bool(args.keyfile):
+        parser.error("--certfile and --keyfile go together")
+
+
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    return parser.parse_args(argv)

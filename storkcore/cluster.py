@@ -1,0 +1,118 @@
+"""Cluster state for every component: one watch-backed Store per resource.
+
+Without an API client (unit tests, benchmarks) the stores are plain in-memory
+state that the caller fills. With one, each store is kept current by a
+Reflector, and `get` falls back to a single direct GET on a cache miss: a
+claim created a moment before its pod may not have reached the cache yet.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from storkcore import annotations as ann
+from storkcore import objects
+from storkcore.cache import Reflector, Store
+from storkcore.kube import (
+    CSI_NODES,
+    NODES,
+    PVCS,
+    PVS,
+    STORAGE_CLASSES,
+    ApiError,
+    Kube,
+    Resource,
+)
+
+log = logging.getLogger(__name__)
+
+
+class ClusterState:
+    def __init__(self, kube: Kube | None = None) -> None:
+        self.kube = kube
+        self._stores: dict[Resource, Store] = {}
+        self._reflectors: list[Reflector] = []
+        self._lock = threading.Lock()
+        self._started = False
+        self._default_class_memo: tuple[int, dict | None] = (-1, None)
+        for resource in (NODES, PVCS, PVS, STORAGE_CLASSES, CSI_NODES):
+            self.store(resource)
+
+    def store(self, resource: Resource) -> Store:
+        """The store of a resource, created (and watched, if started) on first use."""
+        with self._lock:
+            found = self._stores.get(resource)
+            if found is None:
+                found = self._stores[resource] = Store()
+                if self.kube is not None:
+                    reflector = Reflector(self.kube, resource, found)
+                    self._reflectors.append(reflector)
+                    if self._started:
+                        reflector.start()
+            return found
+
+    def start(self) -> None:
+        with self._lock:
+            self._started = True
+            for reflector in self._reflectors:
+                reflector.start()
+
+    def stop(self) -> None:
+        for reflector in self._reflectors:
+            reflector.stop()
+
+    def synced(self) -> bool:
+        """True once every cache has completed its first list (always true in memory)."""
+        return all(r.synced.is_set() for r in self._reflectors)
+
+    def wait_synced(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        return all(reflector.synced.wait(max(0.0, deadline - time.monotonic())) for reflector in self._reflectors)
+
+    def get(self, resource: Resource, namespace: str, name: str) -> dict | None:
+        """From the cache; on a miss, one direct GET (whose answer is cached too)."""
+        store = self.store(resource)
+        found = store.get(namespace, name)
+        if found is not None or self.kube is None or not name:
+            return found
+        try:
+            found = self.kube.get(resource, namespace, name)
+        except ApiError as err:
+            log.warning("direct read failed", extra={"resource": str(resource), "error": str(err)[:200]})
+            return None
+        if found is not None:
+            store.upsert(found)
+        return found
+
+    # Convenience readers for the kinds every component uses.
+
+    def node(self, name: str) -> dict | None:
+        return self.get(NODES, "", name)
+
+    def pvc(self, namespace: str, name: str) -> dict | None:
+        return self.get(PVCS, namespace, name)
+
+    def pv(self, name: str) -> dict | None:
+        return self.get(PVS, "", name)
+
+    def storage_class(self, name: str) -> dict | None:
+        return self.get(STORAGE_CLASSES, "", name)
+
+    def default_storage_class(self) -> dict | None:
+        """The class marked default; the newest wins when several are, as the apiserver does."""
+        store = self.store(STORAGE_CLASSES)
+        version, memo = self._default_class_memo
+        if version == store.version:
+            return memo
+        defaults = [
+            sc
+            for sc in store.list()
+            if ann.is_true(objects.annotations(sc).get(ann.DEFAULT_CLASS))
+            or ann.is_true(objects.annotations(sc).get(ann.BETA_DEFAULT_CLASS))
+        ]
+        defaults.sort(key=lambda sc: objects.text(sc, "metadata", "creationTimestamp"), reverse=True)
+        chosen = defaults[0] if defaults else None
+        self._default_class_memo = (store.version, chosen)
+        return chosen

@@ -1,0 +1,164 @@
+"""A thin JSON transport over the official `kubernetes` client.
+
+The generated typed models are slow to build for thousands of objects and use
+snake_case names, while request bodies from the scheduler and the apiserver
+are wire-format JSON. We keep every object as its wire-format dict, so we use
+the client for configuration, authentication and connection pooling, and
+speak JSON ourselves.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+from kubernetes import client, config
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One kind of object, as the API serves it."""
+
+    group: str  # "" for the core group
+    version: str
+    plural: str
+    namespace: str | None = None  # None: all namespaces (or a cluster-scoped kind)
+
+    def collection_path(self) -> str:
+        base = f"/api/{self.version}" if not self.group else f"/apis/{self.group}/{self.version}"
+        if self.namespace:
+            base += f"/namespaces/{quote(self.namespace)}"
+        return f"{base}/{self.plural}"
+
+    def object_path(self, namespace: str, name: str) -> str:
+        scoped = Resource(self.group, self.version, self.plural, namespace or None)
+        return f"{scoped.collection_path()}/{quote(name)}"
+
+    def __str__(self) -> str:
+        return f"{self.plural}.{self.group or 'core'}/{self.version}"
+
+
+NODES = Resource("", "v1", "nodes")
+PODS = Resource("", "v1", "pods")
+PVCS = Resource("", "v1", "persistentvolumeclaims")
+PVS = Resource("", "v1", "persistentvolumes")
+STORAGE_CLASSES = Resource("storage.k8s.io", "v1", "storageclasses")
+CSI_NODES = Resource("storage.k8s.io", "v1", "csinodes")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, body: bytes | str = b"") -> None:
+        self.status = status
+        self.body = body if isinstance(body, str) else body.decode("utf-8", "replace")
+        super().__init__(f"API answered {status}: {self.body[:200]}")
+
+    @property
+    def gone(self) -> bool:
+        return self.status == 410
+
+
+def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
+    """A client from an explicit kubeconfig, else in-cluster, else the default kubeconfig."""
+    cfg = client.Configuration()
+    if kubeconfig:
+        config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+    else:
+        try:
+            config.load_incluster_config(client_configuration=cfg)
+        except config.ConfigException:
+            config.load_kube_config(client_configuration=cfg)
+    return client.ApiClient(cfg)
+
+
+class Kube:
+    """JSON requests against the apiserver: GET, LIST, WATCH, POST, PATCH, DELETE."""
+
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self.api_client = api_client
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, Any] | None = None,
+        body: Any = None,
+        timeout: float | tuple[float, float] = 10.0,
+        stream: bool = False,
+        content_type: str = "application/json",
+    ) -> Any:
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = content_type
+        params = self.api_client.param_serialize(
+            method,
+            path,
+            query_params=[(k, v) for k, v in (query or {}).items() if v is not None],
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        resp = self.api_client.call_api(*params, _request_timeout=timeout)
+        if stream and 200 <= resp.status < 300:
+            return resp.response
+        data = resp.read()
+        if not 200 <= resp.status < 300:
+            raise ApiError(resp.status, data or b"")
+        return orjson.loads(data) if data else None
+
+    def get(self, resource: Resource, namespace: str, name: str) -> dict | None:
+        """One object, or None when it does not exist."""
+        try:
+            return self.request("GET", resource.object_path(namespace, name))
+        except ApiError as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def list(self, resource: Resource, page_size: int = 500) -> tuple[list[dict], str]:
+        """Every object of a resource (paged) and the list's resourceVersion."""
+        found: list[dict] = []
+        token: str | None = None
+        while True:
+            page = self.request("GET", resource.collection_path(), {"limit": page_size, "continue": token}, timeout=60)
+            found.extend(page.get("items") or [])
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return found, (page.get("metadata") or {}).get("resourceVersion", "")
+
+    def watch(self, resource: Resource, resource_version: str, timeout_seconds: int) -> Iterator[dict]:
+        """Watch events from resource_version; ends when the server closes the watch."""
+        resp = self.request(
+            "GET",
+            resource.collection_path(),
+            {
+                "watch": "true",
+                "resourceVersion": resource_version,
+                "allowWatchBookmarks": "true",
+                "timeoutSeconds": timeout_seconds,
+            },
+            timeout=(10, timeout_seconds + 30),
+            stream=True,
+        )
+        try:
+            buffer = b""
+            for chunk in resp.stream(amt=None, decode_content=True):
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        yield orjson.loads(line)
+        finally:
+            resp.release_conn()
+
+    def create(self, resource: Resource, namespace: str, body: Mapping[str, Any]) -> dict:
+        scoped = Resource(resource.group, resource.version, resource.plural, namespace or None)
+        return self.request("POST", scoped.collection_path(), body=body)
+
+    def delete(self, resource: Resource, namespace: str, name: str, body: Any = None) -> Any:
+        return self.request("DELETE", resource.object_path(namespace, name), body=body)

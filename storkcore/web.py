@@ -1,0 +1,41 @@
+"""What every stork-py HTTP app serves besides its own verbs: health and metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import orjson
+from flask import Flask, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+
+def json_response(payload: object, status: int = 200) -> Response:
+    return Response(orjson.dumps(payload), status=status, mimetype="application/json")
+
+
+def json_error(message: str, status: int = 400) -> Response:
+    return json_response({"error": message}, status)
+
+
+def add_health_routes(app: Flask, ready: Callable[[], bool], registry: CollectorRegistry) -> None:
+    @app.get("/livez")
+    def livez() -> Response:
+        return json_response({"status": "ok"})
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        if ready():
+            return json_response({"status": "ready"})
+        return json_response({"status": "caches not synced"}, 503)
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+
+    @app.errorhandler(404)
+    def not_found(_: Exception) -> Response:
+        return json_error("not found", 404)
+
+    @app.errorhandler(405)
+    def not_allowed(_: Exception) -> Response:
+        return json_error("method not allowed", 405)
