@@ -38,16 +38,16 @@ class Extender:
 
     def filter(self, args: ExtenderArgs) -> bytes:
         storage = assess_pod(self.driver, args.pod)
-        if not storage.uses_driver and not storage.blocked:
+        if not storage.concerns_driver:
             return filter_result(args, list(range(len(args.names))), {})
         candidates = self.resolver.resolve(args)
-        outcome = filter_candidates(self.driver.name, self.driver.index().by_id, args.pod, storage, candidates)
+        outcome = filter_candidates(self.driver.index().by_id, args.pod, storage, candidates)
         self._report_filter(args.pod, outcome, len(candidates))
         return filter_result(args, outcome.kept, outcome.unresolvable, outcome.transient)
 
     def prioritize(self, args: ExtenderArgs) -> bytes:
         storage = assess_pod(self.driver, args.pod)
-        if not storage.uses_driver:
+        if not storage.concerns_driver:
             return priority_list(args.names, [0] * len(args.names))
         candidates = self.resolver.resolve(args)
         scores = score_candidates(args.pod, storage, self.driver.index().by_id, candidates)
@@ -132,9 +132,11 @@ def create_app(
             log.exception("extender request failed", extra={"verb": verb, "pod": _pod_id(args.pod)})
             metrics.internal_errors.labels(verb).inc()
             body = neutral(args)
+        elapsed = time.perf_counter() - started
         metrics.requests.labels(verb, "200").inc()
-        metrics.latency.labels(verb).observe(time.perf_counter() - started)
-        return Response(body, mimetype="application/json")
+        metrics.latency.labels(verb).observe(elapsed)
+        # Server-Timing lets a caller tell our time from the network's.
+        return Response(body, mimetype="application/json", headers={"Server-Timing": f"app;dur={elapsed * 1000:.3f}"})
 
     @app.post("/filter")
     def filter_verb() -> Response:

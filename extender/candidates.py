@@ -1,57 +1,154 @@
-"""The nodes a scheduling request is about, with their storage nodes attached.
+"""The nodes a scheduling request is about, with the facts that do not depend on the pod.
 
-Matching a Kubernetes node to a storage node costs a few lookups; at thousands
-of nodes per request that adds up, so each node's match is remembered until
-the node (its resourceVersion) or the driver's nodes change.
+Matching a Kubernetes node to a storage node and reading its annotations cost
+microseconds; at thousands of nodes per request that adds up. `NodeTable`
+keeps those facts for every cached node and patches them as nodes and storage
+nodes change (from the stores' and the driver's change logs), so a request in
+NodeNames mode only looks names up.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from extender.protocol import ExtenderArgs
+from storkcore import annotations as ann
 from storkcore import objects
 from storkcore.drivers.base import Driver
-from storkcore.model import StorageNode
+from storkcore.kube import NODES
+from storkcore.matching import NodeIndex
+from storkcore.model import USABLE, StorageNode
 
 
-@dataclass(frozen=True)
 class Candidate:
-    name: str
-    node: Mapping[str, Any] | None  # None: unknown to the cache and the API
-    storage: StorageNode | None  # None: not a storage node of the driver
+    """One node of a request, with the facts that do not depend on the pod."""
+
+    __slots__ = ("name", "node", "node_reason", "place", "static_reason", "storage", "storage_id", "storage_reason")
+
+    def __init__(self, name: str, node: Mapping[str, Any] | None, storage: StorageNode | None, driver: str) -> None:
+        self.name = name
+        self.node = node  # None: unknown to the cache and the API
+        self.storage = storage  # None: not a storage node of the driver
+        self.storage_id = storage.storage_id if storage is not None else ""
+        # Filter step 4: why the node itself is excluded ("" when it is not).
+        self.node_reason = _node_reason(node)
+        # Filter step 5: why the node cannot reach driver storage ("" when it can).
+        self.storage_reason = _storage_reason(storage, driver)
+        self.static_reason = self.node_reason or self.storage_reason
+        # Nodes in the same place (status and topology) score alike when they hold no replica;
+        # a string key, because strings keep their hash and tuples do not.
+        self.place = "\x00".join((storage.status, *storage.topology)) if storage is not None else ""
+
+
+def _node_reason(node: Mapping[str, Any] | None) -> str:
+    if node is None:
+        return "node not found"
+    if ann.is_true(objects.annotations(node).get(ann.NODE_UNSCHEDULABLE)):
+        return f"node is marked {ann.NODE_UNSCHEDULABLE}"
+    return ""
+
+
+def _storage_reason(storage: StorageNode | None, driver: str) -> str:
+    if storage is None:
+        return f"node is not a {driver} storage node"
+    if storage.status not in USABLE:
+        return f"{driver} storage on node is {storage.status.value}"
+    return ""
+
+
+class NodeTable:
+    """A Candidate for every cached Kubernetes node, kept current lazily."""
+
+    def __init__(self, driver: Driver) -> None:
+        self.driver = driver
+        self.store = driver.cluster.store(NODES)
+        self._entries: dict[str, Candidate] = {}
+        self._by_storage: dict[str, set[str]] = {}  # storage id -> Kubernetes node names matched to it
+        self._seen = (-1, -1)  # (node store version, driver generation) the entries reflect
+        self._lock = threading.Lock()
+
+    def current(self) -> Mapping[str, Candidate]:
+        if (self.store.version, self.driver.generation) != self._seen:
+            self._catch_up()
+        return self._entries
+
+    def _catch_up(self) -> None:
+        with self._lock:
+            seen_nodes, seen_generation = self._seen
+            target = (self.store.version, self.driver.generation)
+            node_keys = self.store.changed_since(seen_nodes) if seen_nodes >= 0 else None
+            storage = self.driver.changed_since(seen_generation) if seen_generation >= 0 else None
+            if node_keys is None or storage is None or storage[1]:
+                self._rebuild()
+            else:
+                names = {name for _, name in node_keys}
+                for storage_id in storage[0]:
+                    names |= self._by_storage.get(storage_id, set())
+                index = self.driver.index()
+                for node_name in names:
+                    self._update(node_name, index)
+            self._seen = target
+
+    def _rebuild(self) -> None:
+        index = self.driver.index()
+        entries: dict[str, Candidate] = {}
+        by_storage: dict[str, set[str]] = {}
+        for node in self.store.list():
+            candidate = self._candidate(objects.name(node), node, index)
+            entries[candidate.name] = candidate
+            if candidate.storage is not None:
+                by_storage.setdefault(candidate.storage.storage_id, set()).add(candidate.name)
+        self._entries, self._by_storage = entries, by_storage
+
+    def _update(self, node_name: str, index: NodeIndex) -> None:
+        previous = self._entries.get(node_name)
+        if previous is not None and previous.storage is not None:
+            self._by_storage.get(previous.storage.storage_id, set()).discard(node_name)
+        node = self.store.get("", node_name)
+        if node is None:
+            self._entries.pop(node_name, None)
+            return
+        candidate = self._candidate(node_name, node, index)
+        self._entries[node_name] = candidate
+        if candidate.storage is not None:
+            self._by_storage.setdefault(candidate.storage.storage_id, set()).add(node_name)
+
+    def _candidate(self, node_name: str, node: Mapping[str, Any] | None, index: NodeIndex) -> Candidate:
+        storage = index.match(node) if node is not None else None
+        return Candidate(node_name, node, storage, self.driver.name)
 
 
 class CandidateResolver:
     def __init__(self, driver: Driver) -> None:
         self.driver = driver
-        # node name -> (resourceVersion, driver index version, storage node)
-        self._memo: dict[str, tuple[str, tuple[int, ...], StorageNode | None]] = {}
+        self.table = NodeTable(driver)
 
     def resolve(self, args: ExtenderArgs) -> list[Candidate]:
-        index = self.driver.index()
-        version = self.driver.index_version()
+        entries = self.table.current()
         if args.node_names is not None:
-            cluster = self.driver.cluster
-            pairs = [(n, cluster.node(n)) for n in args.node_names]
-        else:
-            pairs = [(objects.name(n), n) for n in args.nodes or []]
-        memo = self._memo
-        found: list[Candidate] = []
-        for node_name, node in pairs:
-            if node is None:
-                found.append(Candidate(node_name, None, None))
-                continue
-            rv = objects.text(node, "metadata", "resourceVersion")
-            hit = memo.get(node_name)
-            if hit is not None and rv and hit[0] == rv and hit[1] == version:
-                storage = hit[2]
-            else:
-                storage = index.match(node)
-                memo[node_name] = (rv, version, storage)
-            found.append(Candidate(node_name, node, storage))
-        if len(memo) > 2 * max(len(pairs), len(index), 1000):
-            memo.clear()  # forget nodes that left the cluster
-        return found
+            return [entries.get(n) or self._not_cached(n) for n in args.node_names]
+        return [self._from_request(node, entries) for node in args.nodes or []]
+
+    def _not_cached(self, node_name: str) -> Candidate:
+        """A node the watch has not brought yet (just registered): one direct read."""
+        return self._fresh(node_name, self.driver.cluster.node(node_name))
+
+    def _from_request(self, node: dict, entries: Mapping[str, Candidate]) -> Candidate:
+        """Nodes mode: the scheduler's object; our entry serves while it is the same version."""
+        node_name = node["metadata"]["name"]
+        known = entries.get(node_name)
+        if known is not None and _resource_version(known.node) == _resource_version(node) != "":
+            return known
+        return self._fresh(node_name, node)
+
+    def _fresh(self, node_name: str, node: Mapping[str, Any] | None) -> Candidate:
+        storage = self.driver.index().match(node) if node is not None else None
+        return Candidate(node_name, node, storage, self.driver.name)
+
+
+def _resource_version(node: Mapping[str, Any] | None) -> str:
+    metadata = node.get("metadata") if isinstance(node, Mapping) else None
+    version = metadata.get("resourceVersion") if isinstance(metadata, Mapping) else None
+    return version if isinstance(version, str) else ""

@@ -34,14 +34,13 @@ class FilterOutcome:
 
 
 def filter_candidates(
-    driver_name: str,
     index_by_id: Mapping[str, StorageNode],
     pod: dict,
     storage: PodStorage,
     candidates: list[Candidate],
 ) -> FilterOutcome:
     outcome = FilterOutcome()
-    if not storage.uses_driver and not storage.blocked:  # step 1
+    if not storage.concerns_driver:  # step 1
         outcome.kept = list(range(len(candidates)))
         return outcome
     pod_reason = storage.blocked or _no_online_replica(index_by_id, storage.volumes)  # steps 2, 6
@@ -54,19 +53,50 @@ def filter_candidates(
     if pod_reason:
         return _fail_all(outcome, candidates, pod_reason)
 
-    local_only = ann.is_true(objects.annotations(pod).get(ann.PREFER_LOCAL_NODE_ONLY))
+    rules = _NodeRules.of(storage.volumes, pod)
+    kept, unresolvable, transient = outcome.kept, outcome.unresolvable, outcome.transient
     for i, candidate in enumerate(candidates):
-        if candidate.node is None:
-            outcome.transient[candidate.name] = "node not found"
-            continue
-        reason = _node_unschedulable(candidate) or (
-            "" if storage.windows else _storage_reason(driver_name, candidate, storage.volumes, local_only)
-        )
-        if reason:
-            outcome.unresolvable[candidate.name] = reason
+        # Step 4; steps 5, 7 and 8 unless a Windows volume skips driver rules (step 9).
+        if storage.windows:
+            reason = candidate.node_reason
         else:
-            outcome.kept.append(i)
+            reason = candidate.static_reason or (rules.active and rules.reason(candidate.storage))
+        if not reason:
+            kept.append(i)
+        elif candidate.node is None:
+            transient[candidate.name] = reason  # may be there on the next try
+        else:
+            unresolvable[candidate.name] = reason
     return outcome
+
+
+class _NodeRules:
+    """Steps 5, 7 and 8 for one pod, prepared once and applied to every node."""
+
+    def __init__(self, must_hold: list[Volume], must_not_hold: list[Volume]) -> None:
+        self.must_hold = [(v, frozenset(v.data_nodes)) for v in must_hold]
+        self.must_not_hold = [(v, frozenset(v.data_nodes)) for v in must_not_hold]
+        self.active = bool(self.must_hold or self.must_not_hold)
+
+    @classmethod
+    def of(cls, volumes: list[Volume], pod: dict) -> _NodeRules:
+        local_only = ann.is_true(objects.annotations(pod).get(ann.PREFER_LOCAL_NODE_ONLY))
+        return cls(
+            must_hold=[v for v in volumes if not anti_hyperconverged(v)] if local_only else [],
+            must_not_hold=[v for v in volumes if wants_remote_only(v)],
+        )
+
+    def reason(self, storage: StorageNode | None) -> str:
+        if storage is None:
+            return ""
+        sid = storage.storage_id
+        for volume, holders in self.must_hold:  # step 7
+            if sid not in holders:
+                return f"node holds no replica of volume {volume.id} (preferLocalNodeOnly)"
+        for volume, holders in self.must_not_hold:  # step 8
+            if sid in holders:
+                return f"node holds a replica of volume {volume.id}, which prefers remote nodes only"
+        return ""
 
 
 def _fail_all(outcome: FilterOutcome, candidates: list[Candidate], reason: str) -> FilterOutcome:
@@ -81,25 +111,4 @@ def _no_online_replica(index_by_id: Mapping[str, StorageNode], volumes: list[Vol
             getattr(index_by_id.get(n), "status", None) == NodeStatus.ONLINE for n in volume.data_nodes
         ):
             return f"no replica of volume {volume.id} (PVC {volume.claim}) is on an Online node"
-    return ""
-
-
-def _node_unschedulable(candidate: Candidate) -> str:
-    if ann.is_true(objects.annotations(candidate.node).get(ann.NODE_UNSCHEDULABLE)):
-        return f"node is marked {ann.NODE_UNSCHEDULABLE}"
-    return ""
-
-
-def _storage_reason(driver_name: str, candidate: Candidate, volumes: list[Volume], local_only: bool) -> str:
-    storage = candidate.storage
-    if storage is None:  # step 5
-        return f"node is not a {driver_name} storage node"
-    if not storage.usable:
-        return f"{driver_name} storage on node is {storage.status.value}"
-    for volume in volumes:
-        holds_replica = storage.storage_id in volume.data_nodes
-        if local_only and not holds_replica and not anti_hyperconverged(volume):  # step 7
-            return f"node holds no replica of volume {volume.id} (preferLocalNodeOnly)"
-        if holds_replica and wants_remote_only(volume):  # step 8
-            return f"node holds a replica of volume {volume.id}, which prefers remote nodes only"
     return ""

@@ -91,7 +91,7 @@ def _parse_nodes(value: Any) -> list[dict[str, Any]] | None:
 def _parse_node_names(value: Any) -> list[str] | None:
     if value is None:
         return None
-    if not isinstance(value, list) or not all(isinstance(n, str) for n in value):
+    if not isinstance(value, list) or not set(map(type, value)) <= {str}:
         raise ProtocolError("NodeNames must be a list of strings")
     return value
 

@@ -78,36 +78,29 @@ def score_candidates(
         if not anti_hyperconverged(v) and not ann.is_true(v.labels.get(ann.SKIP_SCHEDULER_SCORING))
     ]
     remote = [v for v in storage.volumes if anti_hyperconverged(v)]
-    replica_holders = frozenset().union(*(loc.replicas for loc in scored))
-    by_place: dict[tuple[NodeStatus, Topology], int] = {}  # nodes without replicas score by place alone
-    scores: list[int] = []
-    for candidate in candidates:
-        node = candidate.storage
-        if node is None:
-            scores.append(UNKNOWN)
-            continue
-        if node.storage_id in replica_holders:
-            total = _total(scored, node.storage_id, node.status, node.topology)
-        else:
-            place = (node.status, node.topology)
-            total = by_place.get(place)
-            if total is None:
-                total = by_place[place] = _total(scored, "", node.status, node.topology)
-        scores.append(_anti_hyperconverge(total or FLOOR, node, remote))
-    return scores
+
+    def node_score(node: StorageNode, storage_id: str) -> int:
+        total = sum(loc.score(storage_id, node.status, node.topology) for loc in scored) or FLOOR
+        return _anti_hyperconverge(total, storage_id, node.status, remote) if remote else total
+
+    # A node holding no replica scores by its place (status and topology) alone, so each
+    # place is scored once; the few replica holders are scored one by one.
+    by_place = {"": UNKNOWN}
+    for candidate in {c.place: c for c in candidates}.values():
+        if candidate.storage is not None:
+            by_place[candidate.place] = node_score(candidate.storage, "")
+    holders = frozenset().union(*(loc.replicas for loc in scored), *(v.data_nodes for v in remote))
+    return [
+        node_score(c.storage, c.storage_id) if c.storage_id in holders else by_place[c.place]  # type: ignore[arg-type]
+        for c in candidates
+    ]
 
 
-def _total(scored: list[Locality], storage_id: str, status: NodeStatus, topology: Topology) -> int:
-    return sum(loc.score(storage_id, status, topology) for loc in scored)
-
-
-def _anti_hyperconverge(score: int, node: StorageNode, remote: list[Volume]) -> int:
+def _anti_hyperconverge(score: int, storage_id: str, status: NodeStatus, remote: list[Volume]) -> int:
     """Volumes served over the network prefer nodes without their replicas."""
-    if not remote:
-        return score
-    if any(node.storage_id in v.data_nodes for v in remote):
+    if any(storage_id in v.data_nodes for v in remote):
         return FLOOR
-    return score + REMOTE_BONUS if node.status == NodeStatus.ONLINE else score
+    return score + REMOTE_BONUS if status == NodeStatus.ONLINE else score
 
 
 def normalize(scores: list[int]) -> list[int]:

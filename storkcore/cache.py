@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from storkcore import objects
@@ -22,16 +23,22 @@ Listener = Callable[[dict | None, dict | None], None]  # (old, new); None = abse
 
 
 class Store:
-    """Objects of one resource by (namespace, name), with a change counter.
+    """Objects of one resource by (namespace, name), with a change counter and log.
 
-    `version` grows on every change, so derived data can be memoised against it.
-    Listeners hear every change as (old, new) and must be quick.
+    `version` grows on every change; `changed_since(v)` names the keys changed
+    after version v, so derived tables can be patched instead of rebuilt.
+    Listeners hear every change as (old, new) and must be quick. Objects are
+    replaced on change, never modified in place.
     """
+
+    LOG_SIZE = 8192
 
     def __init__(self) -> None:
         self._objects: dict[tuple[str, str], dict] = {}
         self._lock = threading.Lock()
         self._listeners: list[Listener] = []
+        self._log: deque[tuple[int, tuple[str, str]]] = deque()
+        self._log_floor = 0  # changes at or below this version may be missing from the log
         self.version = 0
 
     def add_listener(self, listener: Listener) -> None:
@@ -40,25 +47,39 @@ class Store:
     def get(self, namespace: str, name: str) -> dict | None:
         return self._objects.get((namespace, name))
 
+    def view(self) -> Mapping[tuple[str, str], dict]:
+        """The live mapping, for hot loops that cannot afford a call per lookup. Read only."""
+        return self._objects
+
     def list(self) -> list[dict]:
         return list(self._objects.values())
 
     def __len__(self) -> int:
         return len(self._objects)
 
+    def changed_since(self, version: int) -> set[tuple[str, str]] | None:
+        """Keys changed after `version`; None when the log no longer reaches back that far."""
+        with self._lock:
+            if version == self.version:
+                return set()
+            if not self._log_floor <= version < self.version:
+                return None
+            return {key for v, key in self._log if v > version}
+
     def upsert(self, obj: dict) -> None:
         key = objects.key(obj)
         with self._lock:
             old = self._objects.get(key)
             self._objects[key] = obj
-            self.version += 1
+            self._bump([key])
         self._notify(old, obj)
 
     def delete(self, obj: dict) -> None:
         key = objects.key(obj)
         with self._lock:
             old = self._objects.pop(key, None)
-            self.version += 1
+            if old is not None:
+                self._bump([key])
         if old is not None:
             self._notify(old, None)
 
@@ -67,14 +88,18 @@ class Store:
         fresh = {objects.key(o): o for o in new_objects}
         with self._lock:
             old = self._objects
+            changed = [k for k, o in fresh.items() if old.get(k) is not o] + [k for k in old if k not in fresh]
             self._objects = fresh
-            self.version += 1
-        for key, obj in fresh.items():
-            if old.get(key) is not obj:
-                self._notify(old.get(key), obj)
-        for key, obj in old.items():
-            if key not in fresh:
-                self._notify(obj, None)
+            self._bump(changed)
+        for key in changed:
+            previous, current = old.get(key), fresh.get(key)
+            self._notify(previous, current)
+
+    def _bump(self, keys: list[tuple[str, str]]) -> None:
+        self.version += 1
+        self._log.extend((self.version, k) for k in keys)
+        while len(self._log) > self.LOG_SIZE:
+            self._log_floor = self._log.popleft()[0]  # readers older than this rebuild
 
     def _notify(self, old: dict | None, new: dict | None) -> None:
         for listener in self._listeners:

@@ -21,12 +21,16 @@ from storkcore.kube import (
     PVCS,
     PVS,
     STORAGE_CLASSES,
-    ApiError,
     Kube,
     Resource,
 )
+from storkcore.model import DriverError
 
 log = logging.getLogger(__name__)
+
+
+class StateUnavailable(DriverError):
+    """An object is not cached and the API could not be asked for it."""
 
 
 class ClusterState:
@@ -79,9 +83,9 @@ class ClusterState:
             return found
         try:
             found = self.kube.get(resource, namespace, name)
-        except ApiError as err:
+        except Exception as err:  # API errors and connection trouble alike
             log.warning("direct read failed", extra={"resource": str(resource), "error": str(err)[:200]})
-            return None
+            raise StateUnavailable(f"cannot read {resource.plural} {name}: {str(err)[:80]}") from err
         if found is not None:
             store.upsert(found)
         return found

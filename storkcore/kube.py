@@ -73,6 +73,8 @@ def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
             config.load_incluster_config(client_configuration=cfg)
         except config.ConfigException:
             config.load_kube_config(client_configuration=cfg)
+    # Callers decide about retries: caches back off and resume, request paths fail open.
+    cfg.retries = 0
     return client.ApiClient(cfg)
 
 
@@ -111,10 +113,10 @@ class Kube:
             raise ApiError(resp.status, data or b"")
         return orjson.loads(data) if data else None
 
-    def get(self, resource: Resource, namespace: str, name: str) -> dict | None:
-        """One object, or None when it does not exist."""
+    def get(self, resource: Resource, namespace: str, name: str, timeout: float = 3.0) -> dict | None:
+        """One object, or None when it does not exist. Short timeout: it may be on a request's path."""
         try:
-            return self.request("GET", resource.object_path(namespace, name))
+            return self.request("GET", resource.object_path(namespace, name), timeout=timeout)
         except ApiError as err:
             if err.status == 404:
                 return None

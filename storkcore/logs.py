@@ -33,8 +33,8 @@ def setup_logging(level: str = "info") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # The client's connection pool is chatty at debug level and logs bodies.
-    logging.getLogger("urllib3").setLevel(max(logging.WARNING, root.level))
+    # The connection pool warns on every retry; our caches log their own trouble.
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
 
 
 def gunicorn_log_config(level: str) -> dict:
@@ -44,6 +44,7 @@ def gunicorn_log_config(level: str) -> dict:
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": JsonFormatter}},
         "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
+        "root": {"handlers": ["stderr"], "level": level.upper()},
         "loggers": {
             "gunicorn.error": {"handlers": ["stderr"], "level": level.upper(), "propagate": False},
             "gunicorn.access": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},

@@ -77,6 +77,15 @@ class NodeIndex:
     def __len__(self) -> int:
         return len(self.by_id)
 
+    def replace(self, old: StorageNode, new: StorageNode) -> None:
+        """Swap in a new version of a node whose matching fields are unchanged."""
+        names = {old.storage_id, old.hostname} - {""}
+        keys = [old.storage_id, old.scheduler_id, *names, *(p for n in names for p in dotted_prefixes(n)), *old.ips]
+        for table in (self.by_id, self._by_scheduler_id, self._by_name, self._by_short_name, self._by_ip):
+            for key in keys:
+                if table.get(key) is old:
+                    table[key] = new
+
     def match(self, k8s_node: Any) -> StorageNode | None:
         """The storage node behind a Kubernetes node, or None when the driver does not know it."""
         node_name = objects.name(k8s_node)

@@ -3,6 +3,7 @@
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import NamedTuple
 
 
 class NodeStatus(StrEnum):
@@ -14,12 +15,15 @@ class NodeStatus(StrEnum):
     DEGRADED = "Degraded"
 
 
+USABLE = frozenset({NodeStatus.ONLINE, NodeStatus.STORAGE_DOWN})
+
+
 class DriverError(Exception):
     """The driver cannot answer right now (its state is missing or unreadable)."""
 
 
-@dataclass(frozen=True)
-class Topology:
+class Topology(NamedTuple):
+    # A NamedTuple hashes as fast as a tuple: scoring groups thousands of nodes by it.
     region: str = ""
     zone: str = ""
     rack: str = ""
@@ -46,12 +50,12 @@ class StorageNode:
     hostname: str
     status: NodeStatus
     ips: tuple[str, ...] = ()
-    topology: Topology = Topology()
+    topology: Topology = Topology()  # noqa: RUF009 (immutable tuple)
 
     @property
     def usable(self) -> bool:
         """Can pods run here and reach their data (SPEC §5 filter step 5)."""
-        return self.status in (NodeStatus.ONLINE, NodeStatus.STORAGE_DOWN)
+        return self.status in USABLE
 
 
 @dataclass(frozen=True)

@@ -42,12 +42,21 @@ class PodStorage:
     windows: bool = False  # a Windows volume: driver placement rules do not apply
     volumes: list[Volume] = field(default_factory=list)  # bound, non-Windows driver volumes
 
+    @property
+    def concerns_driver(self) -> bool:
+        """Whether the extender has anything to say about this pod."""
+        return self.uses_driver or bool(self.blocked or self.driver_error)
+
 
 def assess_pod(driver: Driver, pod: Any) -> PodStorage:
     namespace = objects.namespace(pod)
     result = PodStorage()
     for claim in claim_names(pod):
-        pvc = driver.cluster.pvc(namespace, claim)
+        try:
+            pvc = driver.cluster.pvc(namespace, claim)
+        except DriverError as err:
+            result.driver_error = result.driver_error or str(err)
+            continue
         if pvc is None:
             result.blocked = result.blocked or f"PVC {claim} not found"
             continue

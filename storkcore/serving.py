@@ -8,6 +8,7 @@ threads run where requests are served.
 
 from __future__ import annotations
 
+import gc
 import ssl
 from collections.abc import Callable
 from typing import Any
@@ -28,7 +29,23 @@ class _App(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self) -> Any:
-        return self.factory()
+        app = self.factory()
+        tune_gc()
+        return app
+
+
+def tune_gc() -> None:
+    """Collect garbage less often than Python's default (every 700 allocations).
+
+    A request parses thousands of objects (a Nodes-mode body, a Node list) while
+    the caches hold hundreds of thousands; with the defaults, collections during
+    one parse cost several times the parse itself (measured: 80 ms instead of
+    20 ms for a 5,000-node body). Objects alive at start-up are frozen out of
+    collection altogether.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 def tls_context_hook(min_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2) -> Callable[..., ssl.SSLContext]:

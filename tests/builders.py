@@ -9,7 +9,8 @@ from typing import Any
 from storkcore.cluster import ClusterState
 from storkcore.drivers import DriverOptions, make_driver
 from storkcore.drivers.base import Driver
-from storkcore.drivers.longhorn import PROVISIONER as LONGHORN, longhorn_resources
+from storkcore.drivers.longhorn import PROVISIONER as LONGHORN
+from storkcore.drivers.longhorn import longhorn_resources
 from storkcore.kube import CSI_NODES, NODES, PODS, PVCS, PVS, STORAGE_CLASSES
 
 LH_NS = "longhorn-system"
@@ -130,7 +131,12 @@ def pv(
         spec["local"] = {"path": local_path}
     if node_affinity is not None:
         spec["nodeAffinity"] = {"required": node_affinity}
-    return {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": meta(name, annotations=annotations), "spec": spec}
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": meta(name, annotations=annotations),
+        "spec": spec,
+    }
 
 
 def hostname_affinity(*nodes: str) -> dict[str, Any]:
@@ -155,7 +161,12 @@ def lh_volume(name: str, access_mode: str = "rwo", migratable: bool = False, rep
         "apiVersion": "longhorn.io/v1beta2",
         "kind": "Volume",
         "metadata": meta(name, LH_NS),
-        "spec": {"accessMode": access_mode, "migratable": migratable, "numberOfReplicas": replicas, "frontend": "blockdev"},
+        "spec": {
+            "accessMode": access_mode,
+            "migratable": migratable,
+            "numberOfReplicas": replicas,
+            "frontend": "blockdev",
+        },
         "status": {"state": "detached", "robustness": "unknown"},
     }
 
@@ -293,10 +304,10 @@ def longhorn_world(
     world = World("longhorn")
     world.add(storage_class("longhorn", LONGHORN, parameters=class_params))
     for node_name, node_labels in nodes.items():
-        world.add(k8s_node(node_name, labels=node_labels, internal_ips=[f"10.0.0.{len(world.cluster.store(NODES)) + 1}"]))
         world.add(
-            lh_node(node_name, ready=node_name not in offline, disk_ready=node_name not in storage_down)
+            k8s_node(node_name, labels=node_labels, internal_ips=[f"10.0.0.{len(world.cluster.store(NODES)) + 1}"])
         )
+        world.add(lh_node(node_name, ready=node_name not in offline, disk_ready=node_name not in storage_down))
     for volume, replica_nodes in volumes.items():
         world.add(lh_volume(volume, access_mode=(access_modes or {}).get(volume, "rwo")))
         world.add(pv(volume), pvc(f"pvc-{volume}", volume=volume))

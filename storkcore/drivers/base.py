@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -25,16 +26,40 @@ class DriverOptions:
     topology: TopologyLabels = field(default_factory=TopologyLabels)
 
 
+def _identity(node: StorageNode) -> tuple:
+    """The fields node matching uses; a change in them can change every match."""
+    return (node.storage_id, node.scheduler_id, node.hostname, node.ips)
+
+
 class Driver(ABC):
-    """Answers the storage model's questions from cached cluster state."""
+    """Answers the storage model's questions from cached cluster state.
+
+    Storage nodes are derived per source object name (a storage node `X` from
+    the objects named `X` in the driver's source stores) and kept current by
+    store listeners, so a node heartbeat costs one node's work, not a rebuild.
+    `generation` counts changes and `changed_since` names them, for callers
+    that keep tables derived from storage nodes.
+    """
 
     name: ClassVar[str]
+    LOG_SIZE = 8192
 
     def __init__(self, cluster: ClusterState, options: DriverOptions) -> None:
         self.cluster = cluster
         self.options = options
-        self._index_lock = threading.Lock()
-        self._index_memo: tuple[tuple[int, ...], NodeIndex] | None = None
+        self.generation = 0
+        self._nodes: dict[str, StorageNode] = {}  # by source object name
+        self._index: NodeIndex | None = None
+        self._nodes_lock = threading.RLock()
+        self._node_log: deque[tuple[int, str, bool]] = deque()  # (generation, storage id, structural)
+        self._log_floor = 0
+
+    def _track_nodes(self) -> None:
+        """Subclasses call this once their stores are set up."""
+        for store in self._node_sources():
+            store.add_listener(self._on_source_change)
+        for source_name in self._source_names():
+            self._refresh(source_name)
 
     # -- ownership ---------------------------------------------------------
 
@@ -58,41 +83,78 @@ class Driver(ABC):
         Raises DriverError when the driver's own state cannot answer.
         """
 
-    # -- nodes -------------------------------------------------------------
+    # -- nodes: what a driver provides ---------------------------------------
 
     @abstractmethod
     def _node_sources(self) -> Sequence[Store]:
-        """The stores storage nodes are derived from (their versions key the memo)."""
+        """Stores whose object named X feeds storage node X."""
 
     @abstractmethod
-    def _build_nodes(self) -> Iterable[StorageNode]:
-        """Every storage node, from cached state."""
+    def _source_names(self) -> Iterable[str]:
+        """Every name that may be a storage node (the primary source's objects)."""
+
+    @abstractmethod
+    def _derive_node(self, source_name: str) -> StorageNode | None:
+        """Storage node X from cached objects named X; None when there is none."""
 
     @abstractmethod
     def _fresh_node(self, storage_id: str) -> StorageNode | None:
         """One storage node read straight from the API (or the stores, in memory)."""
 
-    def index(self) -> NodeIndex:
-        """Storage nodes indexed for matching; rebuilt only when a source changed."""
-        key = tuple(s.version for s in self._node_sources())
-        memo = self._index_memo
-        if memo is not None and memo[0] == key:
-            return memo[1]
-        with self._index_lock:
-            if self._index_memo is None or self._index_memo[0] != key:
-                self._index_memo = (key, NodeIndex(self._build_nodes()))
-            return self._index_memo[1]
+    # -- nodes: what callers use ---------------------------------------------
 
-    def index_version(self) -> tuple[int, ...]:
-        """Changes whenever `index()` may give a different answer."""
-        return tuple(s.version for s in self._node_sources())
+    def index(self) -> NodeIndex:
+        """Storage nodes indexed for matching."""
+        index = self._index
+        if index is not None:
+            return index
+        with self._nodes_lock:
+            if self._index is None:
+                self._index = NodeIndex(self._nodes.values())
+            return self._index
 
     def nodes(self) -> list[StorageNode]:
-        return list(self.index().by_id.values())
+        with self._nodes_lock:
+            return list(self._nodes.values())
 
     def node(self, storage_id: str) -> StorageNode | None:
         """One node, fresh: used by the health monitor right before it acts."""
         return self._fresh_node(storage_id)
+
+    def changed_since(self, generation: int) -> tuple[set[str], bool] | None:
+        """Storage ids changed after `generation`, and whether any change could alter
+        node matching (a node added, removed, or renamed); None when too old to tell."""
+        with self._nodes_lock:
+            if generation == self.generation:
+                return set(), False
+            if not self._log_floor <= generation < self.generation:
+                return None
+            changes = [(sid, structural) for g, sid, structural in self._node_log if g > generation]
+        return {sid for sid, _ in changes}, any(structural for _, structural in changes)
+
+    def _on_source_change(self, old: dict | None, new: dict | None) -> None:
+        self._refresh(objects.name(new if new is not None else old))
+
+    def _refresh(self, source_name: str) -> None:
+        with self._nodes_lock:
+            node = self._derive_node(source_name)
+            previous = self._nodes.get(source_name)
+            if node == previous:
+                return
+            if node is None:
+                del self._nodes[source_name]
+            else:
+                self._nodes[source_name] = node
+            structural = previous is None or node is None or _identity(previous) != _identity(node)
+            if structural:
+                self._index = None  # rebuilt on next use
+            elif self._index is not None and previous is not None and node is not None:
+                self._index.replace(previous, node)
+            self.generation += 1
+            for changed in {n.storage_id for n in (previous, node) if n is not None}:
+                self._node_log.append((self.generation, changed, structural))
+            while len(self._node_log) > self.LOG_SIZE:
+                self._log_floor = self._node_log.popleft()[0]
 
     # -- helpers for drivers ------------------------------------------------
 

@@ -28,10 +28,11 @@ class CsiDriver(Driver):
             raise ValueError("the csi driver needs at least one --csi-driver-name")
         self._names = frozenset(options.csi_driver_names)
         self._csi_names = self._names - {NO_PROVISIONER}
-        self._nodes = cluster.store(NODES)
+        self._k8s_nodes = cluster.store(NODES)
         self._csi_nodes = cluster.store(CSI_NODES)
         # PV name -> ((pv resourceVersion, nodes version), data nodes)
         self._affinity_memo: dict[str, tuple[tuple[str, int], tuple[str, ...]]] = {}
+        self._track_nodes()
 
     @property
     def provisioners(self) -> frozenset[str]:
@@ -55,20 +56,25 @@ class CsiDriver(Driver):
         selector = objects.dig(pv, "spec", "nodeAffinity", "required")
         if selector is None:
             return ()
-        key = (objects.text(pv, "metadata", "resourceVersion"), self._nodes.version)
+        key = (objects.text(pv, "metadata", "resourceVersion"), self._k8s_nodes.version)
         memo = self._affinity_memo.get(objects.name(pv))
         if memo is not None and memo[0] == key:
             return memo[1]
-        found = tuple(sorted(objects.name(n) for n in self._nodes.list() if node_matches_selector(n, selector)))
+        found = tuple(sorted(objects.name(n) for n in self._k8s_nodes.list() if node_matches_selector(n, selector)))
         self._affinity_memo[objects.name(pv)] = (key, found)
         return found
 
     def _node_sources(self) -> Sequence[Store]:
-        return (self._nodes, self._csi_nodes)
+        return (self._k8s_nodes, self._csi_nodes)
 
-    def _build_nodes(self) -> Iterable[StorageNode]:
-        for node in self._nodes.list():
-            yield self._storage_node(node, self._csi_nodes.get("", objects.name(node)))
+    def _source_names(self) -> Iterable[str]:
+        return [objects.name(n) for n in self._k8s_nodes.list()]
+
+    def _derive_node(self, source_name: str) -> StorageNode | None:
+        node = self._k8s_nodes.get("", source_name)
+        if node is None:
+            return None
+        return self._storage_node(node, self._csi_nodes.get("", source_name))
 
     def _fresh_node(self, storage_id: str) -> StorageNode | None:
         node = self.fresh(NODES, "", storage_id)

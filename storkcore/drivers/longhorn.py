@@ -69,6 +69,7 @@ class LonghornDriver(Driver):
         self._replicas.add_listener(self._on_replica)
         for replica in self._replicas.list():
             self._on_replica(None, replica)
+        self._track_nodes()
 
     @property
     def provisioners(self) -> frozenset[str]:
@@ -110,9 +111,14 @@ class LonghornDriver(Driver):
     def _node_sources(self) -> Sequence[Store]:
         return (self._lh_nodes, self._k8s_nodes)
 
-    def _build_nodes(self) -> Iterable[StorageNode]:
-        for lh_node in self._lh_nodes.list():
-            yield self._storage_node(lh_node, self._k8s_nodes.get("", objects.name(lh_node)))
+    def _source_names(self) -> Iterable[str]:
+        return [objects.name(n) for n in self._lh_nodes.list()]
+
+    def _derive_node(self, source_name: str) -> StorageNode | None:
+        lh_node = self._lh_nodes.get(self.options.longhorn_namespace, source_name)
+        if lh_node is None:
+            return None
+        return self._storage_node(lh_node, self._k8s_nodes.get("", source_name))
 
     def _fresh_node(self, storage_id: str) -> StorageNode | None:
         lh_node = self.fresh(self.resources["nodes"], self.options.longhorn_namespace, storage_id)

@@ -71,15 +71,13 @@ def test_driver_error_fails_open_and_says_so():
     world.remove(world.cluster.store(world.lh["volumes"]).get("longhorn-system", "vol1"))
     client = ExtenderClient(world)
     assert client.kept(pod("app", ["pvc-vol1"]), NODES) == NODES
-    (reason, message), = client.reasons()
+    ((reason, message),) = client.reasons()
     assert reason == "NonOptimumScheduling" and "Longhorn volume vol1 not found" in message
 
 
 def test_operator_unschedulable_annotation_fails_node(mode):
     world = world_with()
-    world.add(
-        k8s_node("n3", labels=LAYOUT["n3"], annotations={"operator.libopenstorage.org/unschedulable": "true"})
-    )
+    world.add(k8s_node("n3", labels=LAYOUT["n3"], annotations={"operator.libopenstorage.org/unschedulable": "true"}))
     body = ExtenderClient(world).filter(pod("app", ["pvc-vol1"]), NODES, mode)
     assert body["FailedAndUnresolvableNodes"] == {"n3": "node is marked operator.libopenstorage.org/unschedulable"}
 
@@ -105,9 +103,7 @@ def test_every_node_fails_when_no_replica_is_online():
 
 def test_prefer_local_node_only_keeps_replica_holders(mode):
     world = longhorn_world(LAYOUT, {"vol1": ["n1", "n2"], "vol2": ["n2", "n3"]})
-    the_pod = pod(
-        "app", ["pvc-vol1", "pvc-vol2"], annotations={"stork.libopenstorage.org/preferLocalNodeOnly": "true"}
-    )
+    the_pod = pod("app", ["pvc-vol1", "pvc-vol2"], annotations={"stork.libopenstorage.org/preferLocalNodeOnly": "true"})
     client = ExtenderClient(world)
     assert client.kept(the_pod, NODES, mode) == ["n2"]
     assert client.filter(the_pod, NODES, mode)["FailedAndUnresolvableNodes"]["n1"] == (
@@ -141,9 +137,7 @@ def test_prefer_remote_node_false_disables_remote_only():
 
 
 def test_windows_volume_skips_driver_filtering():
-    world = longhorn_world(
-        LAYOUT, {"vol1": ["n1"]}, offline=["n3"], class_params={"csi.storage.k8s.io/fstype": "NTFS"}
-    )
+    world = longhorn_world(LAYOUT, {"vol1": ["n1"]}, offline=["n3"], class_params={"csi.storage.k8s.io/fstype": "NTFS"})
     world.add(k8s_node("plain"))
     assert ExtenderClient(world).kept(pod("app", ["pvc-vol1"]), [*NODES, "plain"]) == [*NODES, "plain"]
 
@@ -174,3 +168,17 @@ def test_failed_scheduling_event_is_not_repeated_for_retries():
     for _ in range(3):
         client.filter(pod("app", ["nope"]), NODES)
     assert len(client.reasons()) == 1
+
+
+class UnreachableApi:
+    def get(self, resource, namespace, name, timeout=3.0):
+        raise ConnectionError("connection refused")
+
+
+def test_api_unreachable_on_cache_miss_fails_open_with_event():
+    world = world_with()
+    world.cluster.kube = UnreachableApi()  # the claim is not cached and cannot be read
+    client = ExtenderClient(world)
+    assert client.kept(pod("app", ["not-cached"]), NODES) == NODES
+    ((reason, message),) = client.reasons()
+    assert reason == "NonOptimumScheduling" and "cannot read persistentvolumeclaims not-cached" in message

@@ -57,7 +57,7 @@ def test_spec_examples_csi(racks, zones, volumes, down, expected):
 
 
 def test_equal_rack_names_in_different_zones_do_not_match():
-    world = longhorn_world(layout(["1", "9", "1"] + ["2", "2"], ["a", "a", "b", "c", "c"]), {"vol1": ["n1"]})
+    world = longhorn_world(layout(["1", "9", "1", "2", "2"], ["a", "a", "b", "c", "c"]), {"vol1": ["n1"]})
     # n3 has rack 1 like n1 but lives in zone b: no rack score, no zone score.
     assert ExtenderClient(world).scores(claims_pod("vol1"), NODES) == [100, 25, 5, 5, 5]
 
@@ -113,9 +113,7 @@ def test_disable_hyperconvergence_gives_every_node_five():
 
 
 def test_anti_hyperconverged_volume_prefers_nodes_without_replicas():
-    world = longhorn_world(
-        layout(["1", "2", "1", "2", "3"]), {"share": ["n1", "n2"]}, access_modes={"share": "rwx"}
-    )
+    world = longhorn_world(layout(["1", "2", "1", "2", "3"]), {"share": ["n1", "n2"]}, access_modes={"share": "rwx"})
     assert ExtenderClient(world).scores(claims_pod("share"), NODES) == [5, 5, 105, 105, 105]
 
 

@@ -1,0 +1,111 @@
+"""Watch-backed caches: list, watch, resume after a dropped connection, relist on 410 Gone."""
+
+from __future__ import annotations
+
+import threading
+
+from storkcore.cache import Reflector, Store
+from storkcore.cluster import ClusterState
+from storkcore.kube import NODES, ApiError
+from tests.builders import k8s_node
+
+
+def named(node_name: str, rv: str) -> dict:
+    node = k8s_node(node_name)
+    node["metadata"]["resourceVersion"] = rv
+    return node
+
+
+class ScriptedKube:
+    """Answers LIST and WATCH from a script; records the versions watches resume from."""
+
+    def __init__(self, lists, watches) -> None:
+        self.lists = list(lists)
+        self.watches = list(watches)
+        self.watched_from: list[str] = []
+        self.gets: list[str] = []
+        self.done = threading.Event()
+
+    def list(self, resource):
+        return self.lists.pop(0)
+
+    def watch(self, resource, resource_version, timeout_seconds):
+        self.watched_from.append(resource_version)
+        if not self.watches:
+            self.done.set()
+            threading.Event().wait(5)
+            return
+        step = self.watches.pop(0)
+        if isinstance(step, Exception):
+            raise step
+        yield from step
+
+    def get(self, resource, namespace, name):
+        self.gets.append(name)
+        return named(name, "99") if name == "late" else None
+
+
+def test_reflector_lists_watches_resumes_and_relists_on_gone():
+    kube = ScriptedKube(
+        lists=[([named("a", "5")], "10"), ([named("c", "30")], "30")],
+        watches=[
+            [{"type": "ADDED", "object": named("b", "11")}, {"type": "MODIFIED", "object": named("a", "12")}],
+            ConnectionError("dropped"),
+            [{"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "20"}}}],
+            [{"type": "ERROR", "object": {"kind": "Status", "code": 410, "message": "too old"}}],
+        ],
+    )
+    store = Store()
+    reflector = Reflector(kube, NODES, store)
+    reflector.MIN_BACKOFF = 0.01
+    reflector.start()
+    assert kube.done.wait(5)
+    reflector.stop()
+    # Resumed from the last seen version after the drop and after the bookmark;
+    # after 410 Gone it listed again and watched from the new list's version.
+    assert kube.watched_from == ["10", "12", "12", "20", "30"]
+    assert [n["metadata"]["name"] for n in store.list()] == ["c"]
+    assert reflector.synced.is_set()
+
+
+def test_store_listeners_hear_each_change_and_version_grows():
+    store = Store()
+    heard = []
+    store.add_listener(
+        lambda old, new: heard.append((old and old["metadata"]["name"], new and new["metadata"]["name"]))
+    )
+    a, b = named("a", "1"), named("b", "1")
+    store.upsert(a)
+    store.replace([a, b])
+    store.delete(a)
+    assert heard == [(None, "a"), (None, "b"), ("a", None)]
+    assert store.version == 3
+
+
+def test_cache_miss_falls_back_to_one_direct_get():
+    kube = ScriptedKube(lists=[], watches=[])
+    cluster = ClusterState(kube)  # not started: every store is empty
+    assert cluster.node("late")["metadata"]["name"] == "late"
+    assert cluster.node("late") is not None  # now cached: no second GET
+    assert cluster.node("missing") is None
+    assert kube.gets == ["late", "missing"]
+
+
+def test_api_error_knows_gone():
+    assert ApiError(410, b"gone").gone and not ApiError(500).gone
+
+
+def test_change_log_names_changed_keys_until_it_overflows():
+    store = Store()
+    store.LOG_SIZE = 4
+    store.upsert(named("a", "1"))
+    start = store.version
+    store.upsert(named("b", "1"))
+    store.delete(named("a", "1"))
+    assert store.changed_since(start) == {("", "b"), ("", "a")}
+    assert store.changed_since(store.version) == set()
+    store.replace([named(n, "2") for n in "cdefg"])  # more changes than the log holds
+    assert store.changed_since(start) is None  # too old: the reader must rebuild
+    latest = store.version
+    store.upsert(named("h", "1"))
+    assert store.changed_since(latest) == {("", "h")}
