@@ -64,10 +64,10 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", default="info", choices=LOG_LEVELS, help="log level")
 
 
-def add_serving_arguments(parser: argparse.ArgumentParser, default_bind: str) -> None:
+def add_serving_arguments(parser: argparse.ArgumentParser, default_bind: str, tls_required: bool = False) -> None:
     parser.add_argument("--bind", default=default_bind, help="HOST:PORT to listen on")
-    parser.add_argument("--certfile", help="TLS certificate (PEM)")
-    parser.add_argument("--keyfile", help="TLS private key (PEM)")
+    parser.add_argument("--certfile", required=tls_required, help="TLS certificate (PEM), re-read when it changes")
+    parser.add_argument("--keyfile", required=tls_required, help="TLS private key (PEM), re-read when it changes")
     parser.add_argument("--threads", type=int, default=8, help="request threads")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterable
 
 from storkcore import annotations as ann
 from storkcore import objects
@@ -37,7 +38,8 @@ class ClusterState:
     def __init__(self, kube: Kube | None = None) -> None:
         self.kube = kube
         self._stores: dict[Resource, Store] = {}
-        self._reflectors: list[Reflector] = []
+        self._reflectors: dict[Resource, Reflector] = {}
+        self._only: frozenset[Resource] | None = None  # None: watch every store
         self._lock = threading.Lock()
         self._started = False
         self._default_class_memo: tuple[int, dict | None] = (-1, None)
@@ -51,29 +53,37 @@ class ClusterState:
             if found is None:
                 found = self._stores[resource] = Store()
                 if self.kube is not None:
-                    reflector = Reflector(self.kube, resource, found)
-                    self._reflectors.append(reflector)
-                    if self._started:
-                        reflector.start()
+                    self._reflectors[resource] = Reflector(self.kube, resource, found)
+                    if self._started and self._watches(resource):
+                        self._reflectors[resource].start()
             return found
 
-    def start(self) -> None:
+    def _watches(self, resource: Resource) -> bool:
+        return resource in self._reflectors and (self._only is None or resource in self._only)
+
+    def start(self, only: Iterable[Resource] | None = None) -> None:
+        """Start watching every store, or only some (a component that needs few kinds)."""
         with self._lock:
             self._started = True
-            for reflector in self._reflectors:
-                reflector.start()
+            self._only = frozenset(only) if only is not None else None
+            for resource, reflector in self._reflectors.items():
+                if self._watches(resource):
+                    reflector.start()
 
     def stop(self) -> None:
-        for reflector in self._reflectors:
+        for reflector in self._reflectors.values():
             reflector.stop()
 
+    def _watched(self) -> list[Reflector]:
+        return [r for resource, r in self._reflectors.items() if self._watches(resource)]
+
     def synced(self) -> bool:
-        """True once every cache has completed its first list (always true in memory)."""
-        return all(r.synced.is_set() for r in self._reflectors)
+        """True once every watched cache has completed its first list (always true in memory)."""
+        return all(r.synced.is_set() for r in self._watched())
 
     def wait_synced(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
-        return all(reflector.synced.wait(max(0.0, deadline - time.monotonic())) for reflector in self._reflectors)
+        return all(r.synced.wait(max(0.0, deadline - time.monotonic())) for r in self._watched())
 
     def get(self, resource: Resource, namespace: str, name: str) -> dict | None:
         """From the cache; on a miss, one direct GET (whose answer is cached too)."""
@@ -86,8 +96,8 @@ class ClusterState:
         except Exception as err:  # API errors and connection trouble alike
             log.warning("direct read failed", extra={"resource": str(resource), "error": str(err)[:200]})
             raise StateUnavailable(f"cannot read {resource.plural} {name}: {str(err)[:80]}") from err
-        if found is not None:
-            store.upsert(found)
+        if found is not None and self._watches(resource):
+            store.upsert(found)  # the watch will keep it current
         return found
 
     # Convenience readers for the kinds every component uses.

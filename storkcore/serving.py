@@ -9,13 +9,18 @@ threads run where requests are served.
 from __future__ import annotations
 
 import gc
+import logging
+import os
 import ssl
+import threading
 from collections.abc import Callable
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
 from storkcore.logs import gunicorn_log_config
+
+log = logging.getLogger(__name__)
 
 
 class _App(BaseApplication):
@@ -48,15 +53,54 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
-def tls_context_hook(min_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2) -> Callable[..., ssl.SSLContext]:
-    """gunicorn `ssl_context` hook: the default context, raised to a TLS floor."""
+class ReloadingTLS:
+    """gunicorn `ssl_context` hook: one TLS context, rebuilt when the files change.
 
-    def hook(conf: Any, default_ssl_context_factory: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
-        context = default_ssl_context_factory()
-        context.minimum_version = min_version
+    gunicorn asks for a context on every new connection. We stat the certificate
+    and key and rebuild only when either changed, so rotated files are served
+    without a restart. Connections already open keep the context they started
+    with. A half-written pair (certificate and key not matching yet) is not
+    loaded: the previous context stays until the pair is whole.
+    """
+
+    def __init__(self, certfile: str, keyfile: str, min_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2) -> None:
+        self.certfile = certfile
+        self.keyfile = keyfile
+        self.min_version = min_version
+        self._lock = threading.Lock()
+        self._stamp: tuple | None = None
+        self._context: ssl.SSLContext | None = None
+
+    def _files_stamp(self) -> tuple:
+        return tuple((st.st_ino, st.st_mtime_ns, st.st_size) for st in map(os.stat, (self.certfile, self.keyfile)))
+
+    def context(self) -> ssl.SSLContext:
+        try:
+            stamp = self._files_stamp()
+        except OSError:
+            stamp = self._stamp  # files briefly missing during a swap: keep serving
+        if stamp == self._stamp and self._context is not None:
+            return self._context
+        with self._lock:
+            if stamp != self._stamp or self._context is None:
+                try:
+                    self._context = self._build()
+                    self._stamp = stamp
+                    log.info("TLS certificate loaded", extra={"certfile": self.certfile})
+                except (OSError, ssl.SSLError) as err:
+                    if self._context is None:
+                        raise
+                    log.warning("TLS files not loadable yet, keeping the previous ones", extra={"error": str(err)})
+            return self._context
+
+    def _build(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = self.min_version
+        context.load_cert_chain(certfile=self.certfile, keyfile=self.keyfile)
         return context
 
-    return hook
+    def __call__(self, conf: Any, default_ssl_context_factory: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+        return self.context()
 
 
 def serve(
@@ -81,6 +125,6 @@ def serve(
         "accesslog": None,
     }
     if certfile:
-        options.update(certfile=certfile, keyfile=keyfile, ssl_context=tls_context_hook())
+        options.update(certfile=certfile, keyfile=keyfile, ssl_context=ReloadingTLS(certfile, keyfile or certfile))
     options.update(extra or {})
     _App(factory, options).run()

@@ -1,0 +1,96 @@
+"""The webhook's Flask app: `/mutate` never blocks a pod; `/validate` checks stork's resources."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask, Response, request
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from storkcore import objects
+from storkcore.drivers.base import Driver
+from storkcore.web import add_health_routes, json_error, json_response
+from webhook.admission import AdmissionSettings, Decision, decide
+from webhook.review import NotAReview, Review, allow, deny, parse_review
+from webhook.rules import RULE_GROUP, rule_problems
+
+log = logging.getLogger(__name__)
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+
+
+class WebhookMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.admissions = Counter(
+            "stork_webhook_admissions",
+            "Admission requests by webhook and decision.",
+            ["webhook", "decision"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "stork_webhook_request_duration_seconds",
+            "Time to answer an admission request.",
+            ["webhook"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+
+
+def mutate(driver: Driver, settings: AdmissionSettings, review: Review) -> tuple[dict[str, Any], str]:
+    try:
+        decision = decide(driver, settings, review.object, review.namespace, review.operation)
+    except Exception:
+        # Our own fault must never block a pod: let it through untouched.
+        log.exception("admission decision failed", extra={"uid": review.uid})
+        decision = Decision("error", warning="stork: internal error; pod left on its scheduler")
+    if decision.patch:
+        log.info(
+            "pod sent to scheduler",
+            extra={"namespace": review.namespace, "pod": _pod_name(review.object), "dry_run": review.dry_run},
+        )
+    return allow(review, decision.patch, [decision.warning] if decision.warning else None), decision.outcome
+
+
+def validate(review: Review) -> tuple[dict[str, Any], str]:
+    group, kind = review.kind_of_object()
+    if group != RULE_GROUP or kind != "Rule" or review.operation not in ("CREATE", "UPDATE"):
+        return allow(review), "ignored"
+    problems = rule_problems(review.object)
+    if problems:
+        return deny(review, f"invalid Rule: {'; '.join(problems)}"), "denied"
+    return allow(review), "allowed"
+
+
+def _pod_name(pod: Any) -> str:
+    return objects.name(pod) or objects.text(pod, "metadata", "generateName") + "*"
+
+
+def create_app(driver: Driver, settings: AdmissionSettings, ready: Callable[[], bool] | None = None) -> Flask:
+    app = Flask("stork-webhook")
+    registry = CollectorRegistry()
+    metrics = WebhookMetrics(registry)
+    add_health_routes(app, ready or driver.cluster.synced, registry)
+
+    def serve(webhook: str, handle: Callable[[Review], tuple[dict[str, Any], str]]) -> Response:
+        started = time.perf_counter()
+        try:
+            review = parse_review(request.get_data())
+        except NotAReview as err:
+            metrics.admissions.labels(webhook, "bad-request").inc()
+            return json_error(str(err))
+        answer, outcome = handle(review)
+        metrics.admissions.labels(webhook, outcome).inc()
+        metrics.latency.labels(webhook).observe(time.perf_counter() - started)
+        return json_response(answer)
+
+    @app.post("/mutate")
+    def mutate_verb() -> Response:
+        return serve("mutate", lambda review: mutate(driver, settings, review))
+
+    @app.post("/validate")
+    def validate_verb() -> Response:
+        return serve("validate", validate)
+
+    return app

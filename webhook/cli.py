@@ -1,0 +1,67 @@
+"""`stork-webhook`: the admission webhooks under gunicorn, TLS only."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+
+from flask import Flask
+
+from storkcore import annotations as ann
+from storkcore import cli
+from storkcore.cluster import ClusterState
+from storkcore.drivers import make_driver
+from storkcore.kube import PVCS, PVS, STORAGE_CLASSES, Kube, load_api_client
+from storkcore.logs import setup_logging
+from storkcore.serving import serve
+from webhook.admission import AdmissionSettings
+from webhook.app import create_app
+
+log = logging.getLogger("stork.webhook")
+
+
+def build_parser() -> cli.EnvDefaultsParser:
+    parser = cli.EnvDefaultsParser(
+        prog="stork-webhook",
+        description="Admission webhooks: send pods with driver volumes to stork's scheduler, validate Rules.",
+    )
+    cli.add_cluster_arguments(parser)
+    cli.add_serving_arguments(parser, default_bind="0.0.0.0:8443", tls_required=True)
+    parser.add_argument("--scheduler-name", default="stork", help="scheduler that pods with driver volumes get")
+    parser.add_argument(
+        "--skip-annotation",
+        default=ann.DISABLE_ADMISSION_CONTROLLER,
+        help="pod annotation that opts a pod out when true",
+    )
+    return parser
+
+
+def build_app(args: argparse.Namespace) -> Flask:
+    kube = Kube(load_api_client(args.kubeconfig))
+    cluster = ClusterState(kube)
+    driver = make_driver(args.driver, cluster, cli.driver_options(args))
+    # Admission only needs to know whose claims and classes are whose.
+    cluster.start(only=[PVCS, PVS, STORAGE_CLASSES])
+    settings = AdmissionSettings(scheduler_name=args.scheduler_name, skip_annotation=args.skip_annotation)
+    log.info("webhook started", extra={"driver": args.driver, "scheduler_name": args.scheduler_name})
+    return create_app(driver, settings)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = build_parser()
+    args = cli.parse(parser, argv)
+    setup_logging(args.log_level)
+    make_driver(args.driver, ClusterState(), cli.driver_options(args))  # fail before forking
+    serve(
+        lambda: build_app(args),
+        args.bind,
+        args.certfile,
+        args.keyfile,
+        threads=args.threads,
+        log_level=args.log_level,
+    )
+
+
+if __name__ == "__main__":
+    main()
