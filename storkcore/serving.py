@@ -1,9 +1,10 @@
 """Running a Flask app under gunicorn (gthread worker), plain HTTP or TLS.
 
-One worker process with threads: the watch caches live in the worker, and a
-second process would only duplicate every watch against the apiserver.
-The app is built inside the worker (not before the fork), so the cache
-threads run where requests are served.
+The app is built inside each worker (not before the fork), so the cache
+threads run where requests are served. Each worker process has its own
+caches, and so its own watches on the apiserver: the extender runs one (its
+caches are large), the webhook may run more (its caches are small, and TLS
+handshakes and JSON are CPU work that one Python process serialises).
 """
 
 from __future__ import annotations
@@ -111,10 +112,11 @@ def serve(
     threads: int = 8,
     log_level: str = "info",
     extra: dict[str, Any] | None = None,
+    workers: int = 1,
 ) -> None:
     options: dict[str, Any] = {
         "bind": [bind],
-        "workers": 1,
+        "workers": workers,
         "worker_class": "gthread",
         "threads": threads,
         "keepalive": 75,

@@ -30,6 +30,12 @@ def build_parser() -> cli.EnvDefaultsParser:
     cli.add_serving_arguments(parser, default_bind="0.0.0.0:8443", tls_required=True)
     parser.add_argument("--scheduler-name", default="stork", help="scheduler that pods with driver volumes get")
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="server processes (each keeps its own small caches; TLS and JSON are CPU work)",
+    )
+    parser.add_argument(
         "--skip-annotation",
         default=ann.DISABLE_ADMISSION_CONTROLLER,
         help="pod annotation that opts a pod out when true",
@@ -60,6 +66,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.keyfile,
         threads=args.threads,
         log_level=args.log_level,
+        workers=args.workers,
     )
 
 
