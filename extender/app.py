@@ -123,7 +123,7 @@ def create_app(
         try:
             args = parse_args(request.get_data())
         except ProtocolError as err:
-            metrics.requests.labels(verb, "400").inc()
+            metrics.requests.labels(verb, "400", "").inc()
             return json_error(str(err))
         try:
             body = handle(args)
@@ -133,7 +133,7 @@ def create_app(
             metrics.internal_errors.labels(verb).inc()
             body = neutral(args)
         elapsed = time.perf_counter() - started
-        metrics.requests.labels(verb, "200").inc()
+        metrics.requests.labels(verb, "200", "names" if args.node_names is not None else "nodes").inc()
         metrics.latency.labels(verb).observe(elapsed)
         # Server-Timing lets a caller tell our time from the network's.
         return Response(body, mimetype="application/json", headers={"Server-Timing": f"app;dur={elapsed * 1000:.3f}"})

@@ -21,8 +21,8 @@ class ExtenderMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.requests = Counter(
             "stork_extender_requests",
-            "Extender requests by verb and HTTP status.",
-            ["verb", "code"],
+            "Extender requests by verb, HTTP status and request mode (names: NodeNames, nodes: full Nodes).",
+            ["verb", "code", "mode"],
             registry=registry,
         )
         self.latency = Histogram(

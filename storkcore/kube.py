@@ -162,5 +162,12 @@ class Kube:
         scoped = Resource(resource.group, resource.version, resource.plural, namespace or None)
         return self.request("POST", scoped.collection_path(), body=body)
 
+    def patch(
+        self, resource: Resource, namespace: str, name: str, body: Mapping[str, Any], subresource: str = ""
+    ) -> dict:
+        """A JSON merge patch (RFC 7386), of the object or of a subresource such as `status`."""
+        path = resource.object_path(namespace, name) + (f"/{subresource}" if subresource else "")
+        return self.request("PATCH", path, body=body, content_type="application/merge-patch+json")
+
     def delete(self, resource: Resource, namespace: str, name: str, body: Any = None) -> Any:
         return self.request("DELETE", resource.object_path(namespace, name), body=body)

@@ -60,7 +60,7 @@ def test_health_and_metrics_endpoints(client):
     assert client.http.get("/readyz").status_code == 200  # in-memory state is always synced
     client.filter(pod("app", ["pvc-vol1"]), NODES)
     text = client.http.get("/metrics").data.decode()
-    assert 'stork_extender_requests_total{code="200",verb="filter"}' in text
+    assert 'stork_extender_requests_total{code="200",mode="names",verb="filter"}' in text
     assert "stork_extender_request_duration_seconds_bucket" in text
     for gauge in ("hyperconverged", "semi_hyperconverged", "non_hyperconverged"):
         assert f"stork_{gauge}_pods_total" in text

@@ -1,0 +1,39 @@
+"""Where the Kubernetes binaries are: built once by scripts/build-k8s.sh, then cached."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BUILD_SCRIPT = REPO / "scripts" / "build-k8s.sh"
+NEEDED = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+
+
+def kubernetes_bin_dir(build: bool = True) -> Path:
+    """The cached binaries' folder; builds them (about 5-10 minutes, once) when missing."""
+    override = os.environ.get("STORK_K8S_BIN_DIR")
+    if override:
+        return Path(override)
+    if not build:
+        cached = sorted(Path(_cache_root()).glob("*/bin"))
+        if cached and all((cached[-1] / b).exists() for b in NEEDED):
+            return cached[-1]
+        raise FileNotFoundError("Kubernetes binaries are not built; run scripts/build-k8s.sh")
+    run = subprocess.run(["bash", str(BUILD_SCRIPT)], capture_output=True, text=True)
+    if run.returncode != 0:
+        raise RuntimeError(f"scripts/build-k8s.sh failed:\n{run.stderr[-3000:]}")
+    return Path(run.stdout.strip().splitlines()[-1])
+
+
+def _cache_root() -> str:
+    return os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "stork-py", "kubernetes")
+
+
+def etcd_binary() -> str:
+    found = shutil.which("etcd")
+    if not found:
+        raise FileNotFoundError("etcd is not installed (Debian package etcd-server; scripts/build-k8s.sh installs it)")
+    return found

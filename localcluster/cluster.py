@@ -1,0 +1,90 @@
+"""A whole local cluster: control plane, default scheduler, stork, and simulated contents."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from localcluster import simulate
+from localcluster.controlplane import ControlPlane, SchedulerSpec
+from localcluster.stork import Stork
+from storkcore.kube import Kube
+
+
+@dataclass
+class NodeSpec:
+    name: str
+    zone: str = ""
+    region: str = ""
+    rack: str = ""
+    longhorn: bool = True
+
+    def labels(self) -> dict[str, str]:
+        found = {}
+        if self.zone:
+            found["topology.kubernetes.io/zone"] = self.zone
+        if self.region:
+            found["topology.kubernetes.io/region"] = self.region
+        if self.rack:
+            found["stork.libopenstorage.org/rack"] = self.rack
+        return found
+
+
+def six_nodes() -> list[NodeSpec]:
+    """The playground's cluster: 6 nodes in 2 zones and 3 racks."""
+    return [NodeSpec(f"node-{i}", zone=f"zone-{'ab'[i // 3]}", rack=f"rack-{i % 3}") for i in range(6)]
+
+
+@dataclass
+class LocalCluster:
+    control_plane: ControlPlane
+    storks: list[Stork] = field(default_factory=list)
+    keep_workdir: bool = False
+
+    @classmethod
+    def create(cls, workdir: Path | None = None) -> LocalCluster:
+        return cls(ControlPlane.create(workdir))
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.control_plane.kubeconfig
+
+    def kube(self) -> Kube:
+        return self.control_plane.kube()
+
+    def start(self, with_longhorn: bool = True) -> None:
+        try:
+            self.control_plane.start()
+            self.control_plane.start_scheduler(SchedulerSpec(name="default-scheduler", profiles=["default-scheduler"]))
+            if with_longhorn:
+                simulate.install_longhorn_crds(self.kube())
+        except BaseException:
+            self.stop()
+            raise
+
+    def add_stork(self, driver: str, driver_args: Iterable[str] = (), **kwargs) -> Stork:
+        stork = Stork(self.control_plane, driver, list(driver_args), **kwargs)
+        self.storks.append(stork)
+        stork.start()
+        return stork
+
+    def add_nodes(self, nodes: Iterable[NodeSpec]) -> None:
+        kube = self.kube()
+        for i, node in enumerate(nodes):
+            simulate.add_node(kube, node.name, node.labels(), internal_ip=f"10.1.0.{i + 1}")
+            if node.longhorn:
+                simulate.add_longhorn_node(kube, node.name, zone=node.zone, region=node.region)
+
+    def stop(self) -> None:
+        self.control_plane.stop()
+        if not self.keep_workdir:
+            shutil.rmtree(self.control_plane.workdir, ignore_errors=True)
+
+    def log(self, process: str) -> str:
+        path = self.control_plane.procs.logs / f"{process}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def ensure_namespace(self, name: str, labels: Mapping[str, str] | None = None) -> None:
+        simulate.ensure_namespace(self.kube(), name, labels)

@@ -1,0 +1,237 @@
+"""stork-py on the local control plane, run as a user runs it.
+
+The console scripts `stork-certs`, `stork-extender` and `stork-webhook` are
+started as processes with TLS from `stork-certs create`; the webhook
+configurations point at them by URL, get their CA bundle from
+`stork-certs inject`, and a kube-scheduler profile calls the extender.
+"""
+
+from __future__ import annotations
+
+import shutil
+import ssl
+import subprocess
+import sys
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from localcluster.controlplane import ControlPlane, SchedulerSpec
+from localcluster.processes import free_port, wait_until
+from localcluster.simulate import ensure_namespace
+from storkcore.kube import ApiError, Resource
+
+MUTATING = Resource("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations")
+VALIDATING = Resource("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations")
+STORK_NAMESPACE = "stork"
+
+
+def console_script(name: str) -> str:
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.exists() else shutil.which(name)
+    if not found:
+        raise FileNotFoundError(f"{name} is not installed; run scripts/setup.sh")
+    return found
+
+
+@dataclass
+class Stork:
+    """One extender + webhook pair for one driver, and the scheduler that calls the extender."""
+
+    control_plane: ControlPlane
+    driver: str
+    driver_args: list[str] = field(default_factory=list)
+    scheduler_name: str = "stork"
+    namespace_labels: dict[str, str] = field(default_factory=dict)  # only namespaces with these labels
+    extender_timeout: str = "5s"
+    extender_port: int = 0
+    webhook_port: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.scheduler_name
+
+    @property
+    def tls(self) -> Path:
+        return self.control_plane.workdir / f"{self.name}-tls"
+
+    @property
+    def extender_url(self) -> str:
+        return f"https://127.0.0.1:{self.extender_port}"
+
+    @property
+    def webhook_url(self) -> str:
+        return f"https://127.0.0.1:{self.webhook_port}"
+
+    def start(self) -> None:
+        kube = self.control_plane.kube()
+        ensure_namespace(kube, STORK_NAMESPACE)
+        ensure_namespace(kube, "kube-system")
+        self._issue_certificates()
+        self.extender_port, self.webhook_port = free_port(), free_port()
+        self.start_extender()
+        self.start_webhook()
+        self._register_webhooks()
+        self.control_plane.start_scheduler(
+            SchedulerSpec(
+                name=f"{self.name}-scheduler",
+                profiles=[self.scheduler_name],
+                extender_url=self.extender_url,
+                extender_ca=self.tls / "ca.crt",
+                extender_timeout=self.extender_timeout,
+            )
+        )
+
+    def _issue_certificates(self) -> None:
+        subprocess.run(
+            [
+                console_script("stork-certs"),
+                "create",
+                "--service",
+                f"{self.name}-webhook",
+                "--namespace",
+                STORK_NAMESPACE,
+                "--out",
+                str(self.tls),
+                "--host",
+                "localhost",
+                "--ip",
+                "127.0.0.1",
+            ],
+            check=True,
+            capture_output=True,
+        )
+
+    def _common_args(self) -> list[str]:
+        return [
+            "--driver",
+            self.driver,
+            *self.driver_args,
+            "--kubeconfig",
+            str(self.control_plane.kubeconfig),
+            "--certfile",
+            str(self.tls / "tls.crt"),
+            "--keyfile",
+            str(self.tls / "tls.key"),
+        ]
+
+    def start_extender(self) -> None:
+        procs = self.control_plane.procs
+        procs.start(
+            f"{self.name}-extender",
+            [console_script("stork-extender"), *self._common_args(), "--bind", f"127.0.0.1:{self.extender_port}"],
+        )
+        wait_until(lambda: self._ready(f"{self.name}-extender", self.extender_url), 60, f"{self.name} extender")
+
+    def start_webhook(self) -> None:
+        procs = self.control_plane.procs
+        procs.start(
+            f"{self.name}-webhook",
+            [
+                console_script("stork-webhook"),
+                *self._common_args(),
+                "--bind",
+                f"127.0.0.1:{self.webhook_port}",
+                "--scheduler-name",
+                self.scheduler_name,
+                "--workers",
+                "1",
+            ],
+        )
+        wait_until(lambda: self._ready(f"{self.name}-webhook", self.webhook_url), 60, f"{self.name} webhook")
+
+    def stop_webhook(self) -> None:
+        self.control_plane.procs.stop(f"{self.name}-webhook")
+
+    def _ready(self, process: str, base: str) -> bool:
+        self.control_plane.procs.check_alive(process)
+        context = ssl.create_default_context(cafile=str(self.tls / "ca.crt"))
+        with urllib.request.urlopen(base + "/readyz", timeout=2, context=context) as resp:
+            return resp.status == 200
+
+    def metrics(self, which: str = "extender") -> str:
+        base = self.extender_url if which == "extender" else self.webhook_url
+        context = ssl.create_default_context(cafile=str(self.tls / "ca.crt"))
+        with urllib.request.urlopen(base + "/metrics", timeout=5, context=context) as resp:
+            return resp.read().decode()
+
+    def _namespace_selector(self) -> dict[str, Any]:
+        return {
+            "matchLabels": dict(self.namespace_labels),
+            "matchExpressions": [
+                {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", STORK_NAMESPACE]},
+                {"key": "stork.libopenstorage.org/admission", "operator": "NotIn", "values": ["disabled"]},
+            ],
+        }
+
+    def _register_webhooks(self) -> None:
+        """The configurations of manifests/, pointed at our processes by URL."""
+        kube = self.control_plane.kube()
+        common = {
+            "admissionReviewVersions": ["v1"],
+            "sideEffects": "None",
+            "failurePolicy": "Ignore",
+            "timeoutSeconds": 3,
+            "matchPolicy": "Equivalent",
+            "namespaceSelector": self._namespace_selector(),
+        }
+        mutating = {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "MutatingWebhookConfiguration",
+            "metadata": {"name": f"{self.name}-webhook"},
+            "webhooks": [
+                {
+                    "name": f"pods.{self.name}.stork.libopenstorage.org",
+                    "clientConfig": {"url": self.webhook_url + "/mutate"},
+                    "rules": [
+                        {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"]}
+                    ],
+                    "reinvocationPolicy": "IfNeeded",
+                    **common,
+                }
+            ],
+        }
+        validating = {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingWebhookConfiguration",
+            "metadata": {"name": f"{self.name}-webhook"},
+            "webhooks": [
+                {
+                    "name": f"rules.{self.name}.stork.libopenstorage.org",
+                    "clientConfig": {"url": self.webhook_url + "/validate"},
+                    "rules": [
+                        {
+                            "apiGroups": ["stork.libopenstorage.org"],
+                            "apiVersions": ["v1alpha1"],
+                            "operations": ["CREATE", "UPDATE"],
+                            "resources": ["rules"],
+                        }
+                    ],
+                    **common,
+                }
+            ],
+        }
+        for resource, body in ((MUTATING, mutating), (VALIDATING, validating)):
+            try:
+                kube.create(resource, "", body)
+            except ApiError as err:
+                if err.status != 409:
+                    raise
+        for kind in ("mutating", "validating"):
+            subprocess.run(
+                [
+                    console_script("stork-certs"),
+                    "inject",
+                    "--webhook-config",
+                    f"{self.name}-webhook",
+                    "--kind",
+                    kind,
+                    "--ca-file",
+                    str(self.tls / "ca.crt"),
+                    "--kubeconfig",
+                    str(self.control_plane.kubeconfig),
+                ],
+                check=True,
+                capture_output=True,
+            )
