@@ -72,9 +72,18 @@ class Processes:
             proc.wait()
         self._record()
 
-    def stop_all(self) -> None:
-        for name in reversed(list(self.running)):
-            self.stop(name)
+    def stop_all(self, timeout: float = 15.0) -> None:
+        """Everything at once (SIGTERM to each group), then SIGKILL what outlives the timeout."""
+        procs = list(self.running.values())
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for proc in procs:
+            stop_group(proc.pid, max(0.1, deadline - time.monotonic()))
+            proc.wait()
+        self.running.clear()
+        self._record()
 
     def _record(self) -> None:
         pids = {

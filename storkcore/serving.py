@@ -121,7 +121,7 @@ def serve(
         "threads": threads,
         "keepalive": 75,
         "timeout": 60,
-        "graceful_timeout": 10,
+        "graceful_timeout": 5,  # requests take milliseconds; do not hold a shutdown for idle clients
         "logconfig_dict": gunicorn_log_config(log_level),
         "loglevel": log_level,
         "accesslog": None,

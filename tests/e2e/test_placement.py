@@ -1,0 +1,198 @@
+"""End to end: the real apiserver calls our webhook, the real scheduler calls our extender."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from localcluster import simulate
+from localcluster.simulate import CRDS
+from storkcore.kube import ApiError, Resource
+from tests.e2e.helpers import (
+    PODS,
+    bound_pod,
+    create_deployment,
+    create_pod,
+    events_for,
+    pods_of,
+    unique,
+    wait_bound_claim,
+    wait_for,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def namespace(cluster):
+    name = unique("e2e")
+    cluster.ensure_namespace(name)
+    return name
+
+
+def longhorn_workload(kube, namespace, replicas_on, app=None):
+    volume = unique("vol")
+    simulate.add_longhorn_volume(kube, volume, replicas_on)
+    simulate.longhorn_claim(kube, namespace, "data", volume)
+    wait_bound_claim(kube, namespace, "data")
+    app = app or unique("app")
+    create_deployment(kube, namespace, app, ["data"])
+    return app, volume
+
+
+def test_deployment_pod_goes_to_stork_and_lands_on_a_replica_node(kube, namespace):
+    app, _ = longhorn_workload(kube, namespace, ["node-1", "node-4"])
+    pod = bound_pod(kube, namespace, app)
+    assert pod["spec"]["schedulerName"] == "stork"  # set by our webhook, through the real apiserver
+    assert pod["spec"]["nodeName"] in ("node-1", "node-4")
+
+
+def test_next_pod_moves_to_the_other_replica_when_a_longhorn_node_goes_down(kube, namespace):
+    app, _ = longhorn_workload(kube, namespace, ["node-2", "node-5"])
+    first = bound_pod(kube, namespace, app)["spec"]["nodeName"]
+    other = {"node-2": "node-5", "node-5": "node-2"}[first]
+    simulate.set_longhorn_node(kube, first, ready=False)
+    try:
+        time.sleep(1)  # let the extender's watch see it
+        kube.delete(PODS, namespace, pods_of(kube, namespace, app)[0]["metadata"]["name"], {"gracePeriodSeconds": 0})
+        replacement = wait_for(
+            lambda: next((p for p in pods_of(kube, namespace, app) if p["spec"].get("nodeName")), None),
+            60,
+            "the replacement pod to be bound",
+        )
+        assert replacement["spec"]["nodeName"] == other
+    finally:
+        simulate.set_longhorn_node(kube, first, ready=True)
+
+
+def test_pod_stays_pending_with_our_reason_when_every_replica_node_is_offline(kube, namespace):
+    nodes = ["node-0", "node-3"]
+    for node in nodes:
+        simulate.set_longhorn_node(kube, node, ready=False)
+    try:
+        time.sleep(1)
+        app, volume = longhorn_workload(kube, namespace, nodes)
+        pod_name = wait_for(lambda: pods_of(kube, namespace, app), 30, "the pod")[0]["metadata"]["name"]
+        reason = f"no replica of volume {volume} (PVC {namespace}/data) is on an Online node"
+        scheduler_event = wait_for(
+            lambda: [e for e in events_for(kube, namespace, pod_name) if reason in e.get("message", "")],
+            60,
+            "a FailedScheduling event with our reason",
+        )
+        assert {e["reason"] for e in scheduler_event} == {"FailedScheduling"}
+        sources = {e["source"].get("component") for e in scheduler_event}
+        assert "stork-extender" in sources  # our own event, besides the scheduler's
+        assert not pods_of(kube, namespace, app)[0]["spec"].get("nodeName")
+    finally:
+        for node in nodes:
+            simulate.set_longhorn_node(kube, node, ready=True)
+
+
+def test_pods_without_driver_volumes_or_opted_out_stay_on_default_scheduler(kube, namespace):
+    volume = unique("vol")
+    simulate.add_longhorn_volume(kube, volume, ["node-1", "node-2"])
+    simulate.longhorn_claim(kube, namespace, "data", volume)
+    wait_bound_claim(kube, namespace, "data")
+    create_pod(kube, namespace, "plain", [])
+    create_pod(
+        kube, namespace, "opted-out", ["data"], {"stork.libopenstorage.org/disable-admission-controller": "true"}
+    )
+    for name in ("plain", "opted-out"):
+        pod = wait_for(lambda name=name: _bound(kube, namespace, name), 60, f"{name} bound")
+        assert pod["spec"]["schedulerName"] == "default-scheduler"
+
+
+def test_csi_local_volume_pod_lands_on_the_volume_node(kube, cluster, stork_csi):
+    from tests.e2e.conftest import CSI_NAMESPACE_LABELS
+
+    namespace = unique("e2e-csi")
+    cluster.ensure_namespace(namespace, CSI_NAMESPACE_LABELS)
+    if not kube.get(simulate.STORAGE_CLASSES, "", "local"):
+        simulate.storage_class(kube, "local", "kubernetes.io/no-provisioner", wait_for_consumer=True)
+    simulate.bound_claim(
+        kube,
+        namespace,
+        "data",
+        "local",
+        {"local": {"path": "/mnt/disks/data"}},
+        node_affinity=simulate.hostname_affinity("node-3"),
+    )
+    wait_bound_claim(kube, namespace, "data")
+    create_deployment(kube, namespace, "db", ["data"])
+    pod = bound_pod(kube, namespace, "db")
+    assert pod["spec"]["schedulerName"] == "stork-csi"
+    assert pod["spec"]["nodeName"] == "node-3"
+    assert _counter(stork_csi.metrics(), "filter") >= 1  # our extender took part (one node fits: no scoring)
+
+
+def test_pods_are_created_while_the_webhook_is_down(kube, namespace, longhorn):
+    volume = unique("vol")
+    simulate.add_longhorn_volume(kube, volume, ["node-1", "node-2"])
+    simulate.longhorn_claim(kube, namespace, "data", volume)
+    longhorn.stop_webhook()
+    try:
+        started = time.monotonic()
+        created = create_pod(kube, namespace, "while-down", ["data"])
+        elapsed = time.monotonic() - started
+        assert created["metadata"]["name"] == "while-down"
+        assert created["spec"]["schedulerName"] == "default-scheduler"  # not mutated, not blocked
+        assert elapsed < 3.5  # within the webhook's timeoutSeconds (3)
+    finally:
+        longhorn.start_webhook()
+
+
+def test_extender_is_called_with_node_names_within_its_timeout(kube, namespace, longhorn):
+    app, _ = longhorn_workload(kube, namespace, ["node-0", "node-5"])
+    bound_pod(kube, namespace, app)
+    metrics = longhorn.metrics()
+    assert _counter(metrics, "filter", mode="names") >= 1 and _counter(metrics, "filter", mode="nodes") == 0
+    total = _value(metrics, r'stork_extender_request_duration_seconds_count\{verb="filter"\}')
+    within = _value(metrics, r'stork_extender_request_duration_seconds_bucket\{le="2.5",verb="filter"\}')
+    assert total >= 1 and within == total  # every answer well inside httpTimeout (5s)
+
+
+def test_invalid_rule_is_denied_by_the_validating_webhook(kube, namespace):
+
+
+
+    crd = yaml.safe_load(Path("manifests/base/rule-crd.yaml").read_text())
+    try:
+        kube.create(CRDS, "", crd)
+    except ApiError as err:
+        assert err.status == 409
+
+    rules = Resource("stork.libopenstorage.org", "v1alpha1", "rules")
+    wait_for(
+        lambda: kube.list(Resource(rules.group, rules.version, rules.plural, namespace)) is not None, 30, "Rule CRD"
+    )
+    bad = {
+        "apiVersion": "stork.libopenstorage.org/v1alpha1",
+        "kind": "Rule",
+        "metadata": {"name": "freeze"},
+        "rules": [
+            {"podSelector": {"app": "db"}, "actions": [{"type": "command", "value": "sleep 5", "background": True}]}
+        ],
+    }
+    with pytest.raises(ApiError) as denied:
+        kube.create(rules, namespace, bad)
+    assert "rules[0].actions[0].value" in denied.value.body and "${WAIT_CMD}" in denied.value.body
+    bad["rules"][0]["actions"][0]["value"] = "fsfreeze -f /data && ${WAIT_CMD}"
+    assert kube.create(rules, namespace, bad)["metadata"]["name"] == "freeze"
+
+
+def _bound(kube, namespace, name):
+    pod = kube.get(PODS, namespace, name)
+    return pod if pod and pod["spec"].get("nodeName") else None
+
+
+def _counter(metrics: str, verb: str, mode: str = "names") -> float:
+    return _value(metrics, rf'stork_extender_requests_total\{{code="200",mode="{mode}",verb="{verb}"\}}')
+
+
+def _value(metrics: str, pattern: str) -> float:
+    match = re.search(pattern + r" ([0-9.e+]+)", metrics)
+    return float(match.group(1)) if match else 0.0
