@@ -331,3 +331,57 @@ def hostname_affinity(*nodes: str) -> dict[str, Any]:
             {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": list(nodes)}]}
         ]
     }
+
+
+DEPLOYMENTS = Resource("apps", "v1", "deployments")
+
+
+def pod_template(claims: Iterable[str], annotations: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """A pod that mounts the given claims (pods never run here: there are no kubelets)."""
+    return {
+        "metadata": {"labels": {}, "annotations": dict(annotations or {})},
+        "spec": {
+            "containers": [{"name": "app", "image": "busybox", "command": ["sleep", "3600"]}],
+            "volumes": [{"name": f"v{i}", "persistentVolumeClaim": {"claimName": c}} for i, c in enumerate(claims)],
+            "terminationGracePeriodSeconds": 0,
+        },
+    }
+
+
+def deployment(
+    kube: Kube, namespace: str, name: str, claims: Iterable[str], annotations: Mapping[str, str] | None = None
+) -> None:
+    """A one-replica Deployment with no schedulerName: the webhook decides."""
+    template = pod_template(claims, annotations)
+    template["metadata"]["labels"] = {"app": name}
+    kube.create(
+        DEPLOYMENTS,
+        namespace,
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}}, "template": template},
+        },
+    )
+
+
+def replica_nodes(kube: Kube) -> dict[str, list[str]]:
+    """Longhorn volume name -> the nodes of its replicas."""
+    found: dict[str, list[str]] = {}
+    for replica in kube.list(LH["replicas"])[0]:
+        spec = replica.get("spec") or {}
+        found.setdefault(spec.get("volumeName", ""), []).append(spec.get("nodeID", ""))
+    return found
+
+
+def wait_bound_claim(kube: Kube, namespace: str, claim: str, timeout: float = 60) -> None:
+    """The PV controller binds a pre-bound claim within a second or two. Creating its
+    pods after that spares them the scheduler's retry back-off."""
+    from localcluster.processes import wait_until
+
+    wait_until(
+        lambda: ((kube.get(PVCS, namespace, claim) or {}).get("status") or {}).get("phase") == "Bound",
+        timeout,
+        f"PVC {namespace}/{claim} to be Bound",
+    )

@@ -18,4 +18,8 @@ if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ] || [ pyproject.toml -nt "$sta
   .venv/bin/python -m pip install --quiet -e '.[test]'
   touch "$stamp"
 fi
-echo "setup: ready (.venv/bin has stork-extender and the test tools)" >&2
+# The playground and the end-to-end tests need a Kubernetes build (once; cached).
+if [ "${STORK_SKIP_K8S_BUILD:-}" != "1" ]; then
+  bash scripts/build-k8s.sh >/dev/null
+fi
+echo "setup: ready (.venv/bin has the stork-* commands and the test tools)" >&2

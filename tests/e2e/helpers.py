@@ -7,11 +7,11 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from storkcore.kube import PVCS, ApiError, Kube, Resource
+from localcluster import simulate
+from storkcore.kube import ApiError, Kube, Resource
 
 PODS = Resource("", "v1", "pods")
 EVENTS = Resource("", "v1", "events")
-DEPLOYMENTS = Resource("apps", "v1", "deployments")
 T = TypeVar("T")
 _names = itertools.count(1)
 
@@ -34,36 +34,14 @@ def wait_for(fetch: Callable[[], T | None], timeout: float = 60, what: str = "co
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-def pod_spec(claims: list[str], annotations: Mapping[str, str] | None = None) -> dict[str, Any]:
-    return {
-        "metadata": {"labels": {}, "annotations": dict(annotations or {})},
-        "spec": {
-            "containers": [{"name": "app", "image": "busybox", "command": ["sleep", "3600"]}],
-            "volumes": [{"name": f"v{i}", "persistentVolumeClaim": {"claimName": c}} for i, c in enumerate(claims)],
-            "terminationGracePeriodSeconds": 0,
-        },
-    }
-
-
 def create_deployment(
     kube: Kube, namespace: str, name: str, claims: list[str], annotations: Mapping[str, str] | None = None
 ) -> None:
-    template = pod_spec(claims, annotations)
-    template["metadata"]["labels"] = {"app": name}
-    kube.create(
-        DEPLOYMENTS,
-        namespace,
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}}, "template": template},
-        },
-    )
+    simulate.deployment(kube, namespace, name, claims, annotations)
 
 
 def create_pod(kube: Kube, namespace: str, name: str, claims: list[str], annotations=None) -> dict[str, Any]:
-    body = pod_spec(claims, annotations)
+    body = simulate.pod_template(claims, annotations)
     body["metadata"]["name"] = name
     return kube.create(PODS, namespace, {"apiVersion": "v1", "kind": "Pod", **body})
 
@@ -82,13 +60,7 @@ def bound_pod(kube: Kube, namespace: str, app: str, timeout: float = 60) -> dict
 
 
 def wait_bound_claim(kube: Kube, namespace: str, claim: str) -> None:
-    """The PV controller binds pre-bound claims within a second or two; tests about
-    placement start after that, so the scheduler's retry back-off does not slow them."""
-    wait_for(
-        lambda: (kube.get(PVCS, namespace, claim) or {}).get("status", {}).get("phase") == "Bound",
-        60,
-        f"PVC {namespace}/{claim} to be Bound",
-    )
+    simulate.wait_bound_claim(kube, namespace, claim)
 
 
 def events_for(kube: Kube, namespace: str, pod_name: str) -> list[dict[str, Any]]:

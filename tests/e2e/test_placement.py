@@ -157,8 +157,6 @@ def test_extender_is_called_with_node_names_within_its_timeout(kube, namespace, 
 
 def test_invalid_rule_is_denied_by_the_validating_webhook(kube, namespace):
 
-
-
     crd = yaml.safe_load(Path("manifests/base/rule-crd.yaml").read_text())
     try:
         kube.create(CRDS, "", crd)

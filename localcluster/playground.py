@@ -1,0 +1,206 @@
+"""`stork-playground`: a local cluster where stork-py places pods next to their data.
+
+stork-playground up [--once]     build what is missing, start, show, run until Ctrl-C
+stork-playground down            clean up after a run that crashed
+stork-playground node NAME --offline|--online   take a node's Longhorn storage down or up
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from localcluster import simulate
+from localcluster.binaries import kubernetes_bin_dir
+from localcluster.cluster import LocalCluster, NodeSpec, six_nodes
+from localcluster.controlplane import ControlPlane
+from localcluster.processes import stop_recorded
+from storkcore.kube import Kube, Resource, load_api_client
+
+NAMESPACE = "demo"
+PODS_IN_DEMO = Resource("", "v1", "pods", NAMESPACE)
+# (deployment, Longhorn replica nodes or None for no volume, access mode)
+DEMO = [
+    ("postgres", ["node-0", "node-4"], "rwo"),
+    ("redis", ["node-2", "node-5"], "rwo"),
+    ("files", ["node-1", "node-3"], "rwx"),  # shared over NFS: placed away from its replicas
+    ("web", None, ""),
+]
+
+
+def state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    return Path(base) / "stork-py" / "playground"
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    cleaned = clean_up(quiet=True)
+    if cleaned:
+        say(f"stopped what a previous run left: {', '.join(cleaned)}")
+    say("Kubernetes binaries: building them if missing (once, about 10 minutes) ...")
+    bin_dir = kubernetes_bin_dir()
+    workdir = state_dir()
+    workdir.mkdir(parents=True, exist_ok=True)
+    cluster = LocalCluster(ControlPlane(workdir, bin_dir))
+    cluster.keep_workdir = True
+    stopping = {"now": False}
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stopping["now"] = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        say("starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler ...")
+        cluster.start()
+        say("starting stork-extender, stork-webhook and the stork scheduler ...")
+        cluster.add_stork("longhorn")
+        nodes = six_nodes()
+        cluster.add_nodes(nodes)
+        deploy_demo(cluster.kube())
+        show(cluster.kube(), nodes)
+        print_usage(cluster, bin_dir)
+        if args.once:
+            return 0
+        say("\nRunning. Ctrl-C stops the cluster and cleans up.")
+        while not stopping["now"]:
+            time.sleep(0.5)
+        return 0
+    finally:
+        cluster.stop()  # first: nothing may keep it from running (not even a closed stdout)
+        shutil.rmtree(workdir, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            say("stopped and cleaned up")
+
+
+def deploy_demo(kube: Kube) -> None:
+    simulate.longhorn_class(kube)
+    simulate.ensure_namespace(kube, NAMESPACE)
+    for app, replica_nodes, access_mode in DEMO:
+        claims = []
+        if replica_nodes:
+            volume = f"pvc-{app}"
+            simulate.add_longhorn_volume(kube, volume, replica_nodes, access_mode=access_mode)
+            simulate.longhorn_claim(kube, NAMESPACE, f"{app}-data", volume)
+            simulate.wait_bound_claim(kube, NAMESPACE, f"{app}-data")
+            claims.append(f"{app}-data")
+        simulate.deployment(kube, NAMESPACE, app, claims)
+
+
+def show(kube: Kube, nodes: list[NodeSpec]) -> None:
+    """A table of the demo's pods, where they run, and where their data is."""
+    where = {n.name: n for n in nodes}
+    replicas = simulate.replica_nodes(kube)
+    deadline = time.monotonic() + 90
+    pods: list[dict] = []
+    while time.monotonic() < deadline:
+        pods = [p for p in kube.list(PODS_IN_DEMO)[0] if not p["metadata"].get("deletionTimestamp")]
+        if len(pods) >= len(DEMO) and all(p["spec"].get("nodeName") for p in pods):
+            break
+        time.sleep(0.5)
+    demo = {app: (replica_nodes, mode) for app, replica_nodes, mode in DEMO}
+    rows = [("POD", "SCHEDULER", "NODE", "ZONE", "RACK", "REPLICAS ON", "DATA")]
+    for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
+        app = pod["metadata"].get("labels", {}).get("app", "")
+        node = pod["spec"].get("nodeName") or "(pending)"
+        holders = sorted(replicas.get(f"pvc-{app}", []))
+        spec = where.get(node)
+        rows.append(
+            (
+                pod["metadata"]["name"],
+                pod["spec"].get("schedulerName", ""),
+                node,
+                spec.zone if spec else "",
+                spec.rack if spec else "",
+                ", ".join(holders) or "-",
+                _data_note(demo.get(app, (None, ""))[1], holders, node),
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    say("")
+    for row in rows:
+        say("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _data_note(access_mode: str, holders: list[str], node: str) -> str:
+    if not holders:
+        return "no volumes"
+    if access_mode == "rwx":
+        return "shared volume: served over the network, kept off replica nodes"
+    return "local replica" if node in holders else "remote"
+
+
+def print_usage(cluster: LocalCluster, bin_dir: Path) -> None:
+    say(
+        f"""
+Use kubectl against it:
+  export KUBECONFIG={cluster.kubeconfig}
+  alias kubectl={bin_dir / "kubectl"}
+  kubectl get pods -n {NAMESPACE} -o wide
+  kubectl -n longhorn-system get replicas.longhorn.io,nodes.longhorn.io
+
+Take a node's storage down and watch the next pod avoid it:
+  stork-playground node node-0 --offline
+  kubectl -n {NAMESPACE} delete pod -l app=postgres
+  kubectl -n {NAMESPACE} get pods -o wide
+
+Logs (JSON lines) are in {cluster.control_plane.procs.logs}."""
+    )
+
+
+def clean_up(quiet: bool = False) -> list[str]:
+    workdir = state_dir()
+    stopped = stop_recorded(workdir) if workdir.exists() else []
+    shutil.rmtree(workdir, ignore_errors=True)
+    if not quiet:
+        say(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+    return stopped
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    clean_up()
+    return 0
+
+
+def cmd_node(args: argparse.Namespace) -> int:
+    kubeconfig = state_dir() / "kubeconfig"
+    if not kubeconfig.exists():
+        say("no playground is running (stork-playground up)")
+        return 1
+    kube = Kube(load_api_client(str(kubeconfig)))
+    simulate.set_longhorn_node(kube, args.name, ready=args.online)
+    say(f"Longhorn node {args.name} is now {'online' if args.online else 'offline'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stork-playground", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("up", help="start a local cluster with stork and a demo workload")
+    up.add_argument("--once", action="store_true", help="show the placement, then stop and clean up")
+    up.set_defaults(run=cmd_up)
+    down = commands.add_parser("down", help="clean up after a crashed run")
+    down.set_defaults(run=cmd_down)
+    node = commands.add_parser("node", help="take a node's Longhorn storage offline or bring it back")
+    node.add_argument("name")
+    state = node.add_mutually_exclusive_group(required=True)
+    state.add_argument("--offline", dest="online", action="store_false")
+    state.add_argument("--online", dest="online", action="store_true")
+    node.set_defaults(run=cmd_node)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    sys.exit(args.run(args))

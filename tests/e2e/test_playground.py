@@ -1,0 +1,38 @@
+"""The README's first command: the playground shows placement, then leaves nothing behind."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from tests.processes import console_script
+
+pytestmark = pytest.mark.e2e
+
+
+def test_playground_shows_pods_next_to_their_data_and_cleans_up(tmp_path):
+    env_state = {"XDG_STATE_HOME": str(tmp_path / "state")}
+    run = subprocess.run(
+        [console_script("stork-playground"), "up", "--once"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **env_state},
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    demo = ("postgres-", "redis-", "files-", "web-")
+    lines = {line.split("-")[0]: line for line in run.stdout.splitlines() if line.startswith(demo)}
+    assert set(lines) == {"postgres", "redis", "files", "web"}
+    assert "local replica" in lines["postgres"] and " stork " in lines["postgres"]
+    assert "local replica" in lines["redis"]
+    assert "kept off replica nodes" in lines["files"]
+    files_node = lines["files"].split()[2]
+    assert files_node not in ("node-1", "node-3")  # its replica nodes
+    assert "default-scheduler" in lines["web"]
+    assert "export KUBECONFIG=" in run.stdout
+    # Every process ran with its files under the state folder: none may be left.
+    leftovers = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True).stdout
+    assert leftovers == ""
+    assert not (tmp_path / "state" / "stork-py" / "playground").exists()
