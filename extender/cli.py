@@ -13,8 +13,6 @@ from storkcore.cluster import ClusterState
 from storkcore.drivers import make_driver
 from storkcore.events import EventRecorder
 from storkcore.kube import PODS, Kube, load_api_client
-from storkcore.logs import setup_logging
-from storkcore.serving import serve
 
 log = logging.getLogger("stork.extender")
 
@@ -47,20 +45,7 @@ def build_app(args) -> Flask:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = build_parser()
-    args = cli.parse(parser, argv)
-    cli.check_tls_pair(parser, args)
-    setup_logging(args.log_level)
-    # Fail before forking when the driver name or its options are wrong.
-    make_driver(args.driver, ClusterState(), cli.driver_options(args))
-    serve(
-        lambda: build_app(args),
-        args.bind,
-        args.certfile,
-        args.keyfile,
-        threads=args.threads,
-        log_level=args.log_level,
-    )
+    cli.run_server(build_parser(), argv, build_app)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from storkcore.drivers import DriverOptions, available_drivers
 from storkcore.matching import TopologyLabels
@@ -91,3 +92,34 @@ def check_tls_pair(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
 
 def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
+
+
+def run_server(
+    parser: argparse.ArgumentParser,
+    argv: Sequence[str] | None,
+    build_app: Callable[[argparse.Namespace], Any],
+    workers: Callable[[argparse.Namespace], int] = lambda args: 1,
+) -> None:
+    """Parse, check, log as JSON, then serve the app under gunicorn (built in the worker)."""
+    from storkcore.cluster import ClusterState
+    from storkcore.drivers import make_driver
+    from storkcore.logs import setup_logging
+    from storkcore.serving import serve
+
+    args = parser.parse_args(argv)
+    check_tls_pair(parser, args)
+    setup_logging(args.log_level)
+    # Fail before forking when the driver name or its options are wrong.
+    try:
+        make_driver(args.driver, ClusterState(), driver_options(args))
+    except ValueError as err:
+        parser.error(str(err))
+    serve(
+        lambda: build_app(args),
+        args.bind,
+        args.certfile,
+        args.keyfile,
+        threads=args.threads,
+        log_level=args.log_level,
+        workers=workers(args),
+    )

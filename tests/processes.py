@@ -3,31 +3,18 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import requests
 
+from localcluster.processes import free_port
+from localcluster.stork import console_script
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def console_script(name: str) -> str:
-    """The installed console script next to this interpreter, else on PATH."""
-    beside = Path(sys.executable).parent / name
-    found = str(beside) if beside.exists() else shutil.which(name)
-    if not found:
-        raise RuntimeError(f"{name} is not installed; run scripts/setup.sh")
-    return found
+__all__ = ["Service", "console_script", "free_port"]
 
 
 class Service:

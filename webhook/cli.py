@@ -13,8 +13,6 @@ from storkcore import cli
 from storkcore.cluster import ClusterState
 from storkcore.drivers import make_driver
 from storkcore.kube import PVCS, PVS, STORAGE_CLASSES, Kube, load_api_client
-from storkcore.logs import setup_logging
-from storkcore.serving import serve
 from webhook.admission import AdmissionSettings
 from webhook.app import create_app
 
@@ -55,19 +53,7 @@ def build_app(args: argparse.Namespace) -> Flask:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = build_parser()
-    args = cli.parse(parser, argv)
-    setup_logging(args.log_level)
-    make_driver(args.driver, ClusterState(), cli.driver_options(args))  # fail before forking
-    serve(
-        lambda: build_app(args),
-        args.bind,
-        args.certfile,
-        args.keyfile,
-        threads=args.threads,
-        log_level=args.log_level,
-        workers=args.workers,
-    )
+    cli.run_server(build_parser(), argv, build_app, workers=lambda args: args.workers)
 
 
 if __name__ == "__main__":
