@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import shutil
+import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from localcluster import simulate
 from localcluster.controlplane import ControlPlane, SchedulerSpec
-from localcluster.stork import Stork
+from localcluster.processes import free_port, wait_until
+from localcluster.stork import Stork, console_script
 from storkcore.kube import Kube
 
 
@@ -69,6 +71,34 @@ class LocalCluster:
         self.storks.append(stork)
         stork.start()
         return stork
+
+    def start_controller(self, name: str, driver: str, args: Iterable[str] = ()) -> str:
+        """A `stork-controller` replica; returns the base URL of its health and metrics port."""
+        port = free_port()
+        self.control_plane.procs.start(
+            name,
+            [
+                console_script("stork-controller"),
+                "--driver",
+                driver,
+                "--kubeconfig",
+                str(self.kubeconfig),
+                "--bind",
+                f"127.0.0.1:{port}",
+                *args,
+            ],
+        )
+        base = f"http://127.0.0.1:{port}"
+        wait_until(lambda: self._answers(name, base + "/readyz"), 60, name)
+        return base
+
+    def stop_process(self, name: str) -> None:
+        self.control_plane.procs.stop(name)
+
+    def _answers(self, process: str, url: str) -> bool:
+        self.control_plane.procs.check_alive(process)
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status == 200
 
     def add_nodes(self, nodes: Iterable[NodeSpec]) -> None:
         kube = self.kube()

@@ -1,0 +1,171 @@
+"""`stork-controller`: the leader-elected storage health monitor."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from flask import Flask
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from werkzeug.serving import make_server
+
+from controller.health import MIN_INTERVAL, HealthMonitor, MonitorSettings
+from controller.leader import AlwaysLeader, KubeLeases, LeaderElector, LeaseSettings
+from storkcore import cli, objects
+from storkcore.cluster import ClusterState
+from storkcore.drivers import make_driver
+from storkcore.events import EventRecorder
+from storkcore.kube import PODS, ApiError, Kube, load_api_client
+from storkcore.logs import setup_logging
+from storkcore.web import add_health_routes
+
+log = logging.getLogger("stork.controller")
+
+
+class ControllerMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._rescheduled = Counter(
+            "stork_pods_rescheduled", "Pods deleted by the health monitor so they restart elsewhere.", registry=registry
+        )
+        self._skipped = Counter(
+            "stork_health_monitor_skipped", "Times the monitor held back, by safeguard.", ["reason"], registry=registry
+        )
+        self._offline = Gauge(
+            "stork_health_monitor_offline_nodes", "Driver nodes offline at the last scan.", registry=registry
+        )
+        self.leader = Gauge("stork_controller_leader", "1 while this replica holds the lease.", registry=registry)
+
+    def rescheduled(self) -> None:
+        self._rescheduled.inc()
+
+    def skipped(self, reason: str) -> None:
+        self._skipped.labels(reason).inc()
+
+    def offline_nodes(self, count: int) -> None:
+        self._offline.set(count)
+
+
+class KubePodActions:
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+
+    def delete(self, pod: Mapping[str, Any], grace_seconds: int | None) -> None:
+        # The uid precondition: never delete a new pod that took the same name (StatefulSets).
+        body: dict[str, Any] = {"preconditions": {"uid": objects.text(pod, "metadata", "uid")}}
+        if grace_seconds is not None:
+            body["gracePeriodSeconds"] = grace_seconds
+        try:
+            self.kube.delete(PODS, objects.namespace(pod), objects.name(pod), body)
+        except ApiError as err:
+            if err.status not in (404, 409):  # gone already, or another pod by now
+                raise
+
+
+def build_parser() -> cli.EnvDefaultsParser:
+    parser = cli.EnvDefaultsParser(
+        prog="stork-controller", description="Storage health monitor: moves pods off nodes whose storage died."
+    )
+    cli.add_cluster_arguments(parser)
+    parser.add_argument("--bind", default="0.0.0.0:8098", help="HOST:PORT for /livez, /readyz and /metrics")
+    parser.add_argument("--health-monitor-interval", type=float, default=120.0, help="seconds between scans (min 30)")
+    parser.add_argument(
+        "--max-offline-fraction", type=float, default=0.5, help="do nothing when more of the driver's nodes are offline"
+    )
+    parser.add_argument("--leader-elect", action=argparse.BooleanOptionalAction, default=True, help="use a Lease")
+    parser.add_argument("--lease-namespace", default="stork", help="namespace of the Lease")
+    parser.add_argument("--lease-name", default="stork-controller", help="name of the Lease")
+    parser.add_argument("--offline-backoff", type=float, default=150.0, help="seconds of re-checks before acting")
+    parser.add_argument("--batch-size", type=int, default=5, help="pods deleted per batch")
+    parser.add_argument("--batch-interval", type=float, default=30.0, help="seconds between batches")
+    parser.add_argument("--act-on-degraded", action="store_true", help="treat Degraded driver nodes as offline too")
+    parser.add_argument(
+        "--unsafe-short-intervals",
+        action="store_true",
+        help="allow an interval under 30 s (tests and demos only)",
+    )
+    return parser
+
+
+def settings_from(parser: argparse.ArgumentParser, args: argparse.Namespace) -> MonitorSettings:
+    if args.health_monitor_interval < MIN_INTERVAL and not args.unsafe_short_intervals:
+        parser.error(f"--health-monitor-interval must be at least {MIN_INTERVAL:.0f} seconds")
+    if not 0 < args.max_offline_fraction <= 1:
+        parser.error("--max-offline-fraction must be in (0, 1]")
+    return MonitorSettings.scaled(
+        interval=args.health_monitor_interval,
+        backoff_total=args.offline_backoff,
+        batch_interval=args.batch_interval,
+        batch_size=args.batch_size,
+        max_offline_fraction=args.max_offline_fraction,
+        act_on_degraded=args.act_on_degraded,
+    )
+
+
+def serve_health(bind: str, ready, registry: CollectorRegistry) -> None:
+    app = Flask("stork-controller")
+    add_health_routes(app, ready, registry)
+    host, port = bind.rsplit(":", 1)
+    server = make_server(host, int(port), app, threaded=True)
+    threading.Thread(target=server.serve_forever, name="health", daemon=True).start()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    settings = settings_from(parser, args)
+    setup_logging(args.log_level)
+    kube = Kube(load_api_client(args.kubeconfig))
+    cluster = ClusterState(kube)
+    try:
+        driver = make_driver(args.driver, cluster, cli.driver_options(args))
+    except ValueError as err:
+        parser.error(str(err))
+    cluster.store(PODS)
+    cluster.start()
+    registry = CollectorRegistry()
+    metrics = ControllerMetrics(registry)
+    if args.leader_elect:
+        elector: LeaderElector | AlwaysLeader = LeaderElector(
+            KubeLeases(kube),
+            LeaseSettings(name=args.lease_name, namespace=args.lease_namespace),
+            on_change=lambda leading: metrics.leader.set(1 if leading else 0),
+        )
+    else:
+        elector = AlwaysLeader()
+        metrics.leader.set(1)
+    serve_health(args.bind, cluster.synced, registry)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    log.info("controller started", extra={"driver": args.driver, "interval": settings.interval})
+    while not cluster.wait_synced(5) and not stop.is_set():
+        log.info("waiting for caches to sync")
+    elector.start()
+    monitor = HealthMonitor(
+        driver,
+        KubePodActions(kube),
+        EventRecorder(kube, "stork-controller"),
+        settings,
+        time.monotonic,
+        elector.is_leader,
+        metrics,
+    )
+    while not stop.is_set():
+        try:
+            wait = monitor.tick()
+        except Exception:
+            log.exception("health monitor tick failed")
+            wait = min(settings.interval, 10.0)
+        stop.wait(min(wait, 1.0) if wait > 0 else 0.05)  # wake often to notice leadership changes
+    elector.stop()
+    cluster.stop()
+    log.info("controller stopped")
+
+
+if __name__ == "__main__":
+    main()
