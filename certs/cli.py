@@ -58,13 +58,16 @@ def write_secret(kube: Kube, name: str, namespace: str, folder: Path) -> None:
 
 
 def cmd_secret(args: argparse.Namespace) -> int:
-    write_secret(Kube(load_api_client(args.kubeconfig)), args.name, args.namespace, Path(args.dir))
+    write_secret(
+        Kube(load_api_client(args.kubeconfig, user_agent="stork-certs")), args.name, args.namespace, Path(args.dir)
+    )
     return 0
 
 
-def inject_ca_bundle(kube: Kube, config_name: str, ca_pem: bytes, kinds: Sequence[str]) -> str:
-    """Write the CA bundle into every webhook of a webhook configuration; returns its kind."""
+def inject_ca_bundle(kube: Kube, config_name: str, ca_pem: bytes, kinds: Sequence[str], first_only: bool) -> list[str]:
+    """Write the CA bundle into every webhook of the named configuration(s); returns their kinds."""
     bundle = base64.b64encode(ca_pem).decode()
+    done = []
     for kind in kinds:
         resource = WEBHOOK_CONFIGS[kind]
         config = kube.get(resource, "", config_name)
@@ -73,17 +76,21 @@ def inject_ca_bundle(kube: Kube, config_name: str, ca_pem: bytes, kinds: Sequenc
         for hook in config.get("webhooks") or []:
             hook.setdefault("clientConfig", {})["caBundle"] = bundle
         kube.request("PUT", resource.object_path("", config_name), body=config)
-        return kind
-    raise LookupError(f"no {' or '.join(kinds)} webhook configuration named {config_name}")
+        done.append(kind)
+        if first_only:
+            break
+    if not done:
+        raise LookupError(f"no {' or '.join(kinds)} webhook configuration named {config_name}")
+    return done
 
 
 def cmd_inject(args: argparse.Namespace) -> int:
-    kube = Kube(load_api_client(args.kubeconfig))
+    kube = Kube(load_api_client(args.kubeconfig, user_agent="stork-certs"))
     ca_pem = Path(args.ca_file).read_bytes()
-    kinds = ["mutating", "validating"] if args.kind == "auto" else [args.kind]
+    kinds = ["mutating", "validating"] if args.kind in ("auto", "all") else [args.kind]
     for name in args.webhook_config:
-        kind = inject_ca_bundle(kube, name, ca_pem, kinds)
-        say(f"CA bundle written into {kind} webhook configuration {name}")
+        for kind in inject_ca_bundle(kube, name, ca_pem, kinds, first_only=args.kind == "auto"):
+            say(f"CA bundle written into {kind} webhook configuration {name}")
     return 0
 
 
@@ -104,7 +111,9 @@ def cmd_rotate(args: argparse.Namespace) -> int:
     ca_tools.save(folder, ca, renewed)
     say(f"serving certificate renewed, valid until {renewed.expires():%Y-%m-%d}")
     if args.secret:
-        write_secret(Kube(load_api_client(args.kubeconfig)), args.secret, args.namespace, folder)
+        write_secret(
+            Kube(load_api_client(args.kubeconfig, user_agent="stork-certs")), args.secret, args.namespace, folder
+        )
     return 0
 
 
@@ -132,7 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
     inject = commands.add_parser("inject", help="write the CA bundle into webhook configurations")
     inject.add_argument("--webhook-config", action="append", required=True, help="configuration name (repeatable)")
     inject.add_argument("--ca-file", required=True)
-    inject.add_argument("--kind", choices=["auto", "mutating", "validating"], default="auto")
+    inject.add_argument(
+        "--kind",
+        choices=["auto", "all", "mutating", "validating"],
+        default="auto",
+        help="auto: the first found; all: both kinds that exist (at least one must)",
+    )
     inject.add_argument("--kubeconfig")
     inject.set_defaults(run=cmd_inject)
 

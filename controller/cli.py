@@ -119,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     settings = settings_from(parser, args)
     setup_logging(args.log_level)
-    kube = Kube(load_api_client(args.kubeconfig))
+    kube = Kube(load_api_client(args.kubeconfig, user_agent="stork-controller"))
     cluster = ClusterState(kube)
     try:
         driver = make_driver(args.driver, cluster, cli.driver_options(args))

@@ -34,7 +34,7 @@ def build_parser() -> cli.EnvDefaultsParser:
 
 
 def build_app(args) -> Flask:
-    kube = Kube(load_api_client(args.kubeconfig))
+    kube = Kube(load_api_client(args.kubeconfig, user_agent="stork-extender"))
     cluster = ClusterState(kube)
     driver = make_driver(args.driver, cluster, cli.driver_options(args))
     cluster.store(PODS)  # for the placement gauges

@@ -129,8 +129,25 @@ class ControlPlane:
         wait_until(lambda: self._healthy(url + "/health", "etcd"), 30, "etcd")
         return url
 
+    @property
+    def audit_log(self) -> Path:
+        return self.workdir / "audit.log"
+
     def _start_apiserver(self, etcd_url: str) -> None:
         self.api_port = free_port()
+        # Every request is audited (metadata only): the RBAC test checks stork's calls against
+        # the manifests' roles.
+        policy = self.workdir / "audit-policy.yaml"
+        policy.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "audit.k8s.io/v1",
+                    "kind": "Policy",
+                    "omitStages": ["RequestReceived"],
+                    "rules": [{"level": "Metadata"}],
+                }
+            )
+        )
         self.procs.start(
             "kube-apiserver",
             [
@@ -168,6 +185,12 @@ class ControlPlane:
                 "Hostname",
                 "--cert-dir",
                 str(self.pki / "generated"),
+                "--audit-policy-file",
+                str(policy),
+                "--audit-log-path",
+                str(self.audit_log),
+                "--audit-log-format",
+                "json",
                 "--v",
                 "1",
             ],

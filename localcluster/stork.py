@@ -218,20 +218,19 @@ class Stork:
             except ApiError as err:
                 if err.status != 409:
                     raise
-        for kind in ("mutating", "validating"):
-            subprocess.run(
-                [
-                    console_script("stork-certs"),
-                    "inject",
-                    "--webhook-config",
-                    f"{self.name}-webhook",
-                    "--kind",
-                    kind,
-                    "--ca-file",
-                    str(self.tls / "ca.crt"),
-                    "--kubeconfig",
-                    str(self.control_plane.kubeconfig),
-                ],
-                check=True,
-                capture_output=True,
-            )
+        subprocess.run(
+            [
+                console_script("stork-certs"),
+                "inject",
+                "--webhook-config",
+                f"{self.name}-webhook",
+                "--kind",
+                "all",
+                "--ca-file",
+                str(self.tls / "ca.crt"),
+                "--kubeconfig",
+                str(self.control_plane.kubeconfig),
+            ],
+            check=True,
+            capture_output=True,
+        )

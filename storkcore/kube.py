@@ -63,8 +63,11 @@ class ApiError(Exception):
         return self.status == 410
 
 
-def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
-    """A client from an explicit kubeconfig, else in-cluster, else the default kubeconfig."""
+def load_api_client(kubeconfig: str | None = None, user_agent: str = "stork-py") -> client.ApiClient:
+    """A client from an explicit kubeconfig, else in-cluster, else the default kubeconfig.
+
+    The user agent names the component in the apiserver's audit log (the RBAC test reads it).
+    """
     cfg = client.Configuration()
     if kubeconfig:
         config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
@@ -75,7 +78,9 @@ def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
             config.load_kube_config(client_configuration=cfg)
     # Callers decide about retries: caches back off and resume, request paths fail open.
     cfg.retries = 0
-    return client.ApiClient(cfg)
+    api = client.ApiClient(cfg)
+    api.user_agent = f"{user_agent}/0.1.0"
+    return api
 
 
 class Kube:

@@ -42,7 +42,7 @@ def build_parser() -> cli.EnvDefaultsParser:
 
 
 def build_app(args: argparse.Namespace) -> Flask:
-    kube = Kube(load_api_client(args.kubeconfig))
+    kube = Kube(load_api_client(args.kubeconfig, user_agent="stork-webhook"))
     cluster = ClusterState(kube)
     driver = make_driver(args.driver, cluster, cli.driver_options(args))
     # Admission only needs to know whose claims and classes are whose.

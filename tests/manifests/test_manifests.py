@@ -1,0 +1,98 @@
+"""The install manifests: every overlay renders, passes the Kubernetes 1.30 schemas, grants no
+wildcard, and runs every container locked down."""
+
+from __future__ import annotations
+
+import kubernetes_validate
+import pytest
+
+from tests.manifests.rendering import OVERLAYS, of_kind, render
+
+pytestmark = pytest.mark.manifests
+
+KUBERNETES = "1.30.0"
+# Kinds of other projects' CRDs, which the Kubernetes schemas cannot know.
+FOREIGN_KINDS = {"Certificate", "Issuer"}
+WORKLOADS = ("Deployment", "Job")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_renders_and_validates_against_kubernetes_schemas(overlay):
+    docs = render(overlay)
+    assert docs
+    for doc in docs:
+        if doc["kind"] in FOREIGN_KINDS:
+            assert doc["apiVersion"] == "cert-manager.io/v1"
+            continue
+        kubernetes_validate.validate(doc, KUBERNETES, strict=True)
+
+
+def test_a_broken_manifest_fails_validation():
+    deployment = dict(of_kind(render("longhorn"), "Deployment")[0])
+    broken = {**deployment, "spec": {**deployment["spec"], "replicas": "three"}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, KUBERNETES, strict=True)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_no_wildcard_in_any_rbac_rule(overlay):
+    for role in of_kind(render(overlay), "Role", "ClusterRole"):
+        for rule in role["rules"]:
+            for field in ("apiGroups", "resources", "verbs", "resourceNames"):
+                assert "*" not in rule.get(field, []), (role["metadata"]["name"], rule)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_container_is_locked_down(overlay):
+    for workload in of_kind(render(overlay), *WORKLOADS):
+        pod = workload["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        for container in pod["containers"]:
+            sc = container["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False and sc["readOnlyRootFilesystem"] is True
+            assert sc["capabilities"]["drop"] == ["ALL"]
+            assert container["resources"]["requests"] and container["resources"]["limits"]
+            if workload["kind"] == "Deployment":
+                assert container["livenessProbe"] and container["readinessProbe"]
+
+
+def test_stork_components_run_three_or_two_replicas_spread_over_nodes_with_budgets():
+    docs = render("longhorn")
+    deployments = {d["metadata"]["name"]: d for d in of_kind(docs, "Deployment")}
+    assert deployments["stork-extender"]["spec"]["replicas"] == 3
+    assert deployments["stork-webhook"]["spec"]["replicas"] == 3
+    budgets = {d["metadata"]["name"] for d in of_kind(docs, "PodDisruptionBudget")}
+    assert set(deployments) <= budgets
+    for deployment in deployments.values():
+        spread = deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]
+        assert spread[0]["topologyKey"] == "kubernetes.io/hostname"
+
+
+def test_overlays_choose_their_driver_and_scheduler():
+    config = {o: of_kind(render(o), "ConfigMap") for o in OVERLAYS}
+    driver = {o: next(c for c in cms if c["metadata"]["name"] == "stork-config")["data"] for o, cms in config.items()}
+    assert driver["longhorn"]["STORK_DRIVER"] == "longhorn"
+    assert driver["csi"]["STORK_DRIVER"] == "csi" and driver["csi"]["STORK_CSI_DRIVER_NAME"]
+    default = render("default-scheduler")
+    assert not [d for d in of_kind(default, "Deployment") if d["metadata"]["name"] == "stork-scheduler"]
+    assert not of_kind(default, "MutatingWebhookConfiguration")
+    scheduler_config = next(c for c in config["longhorn"] if c["metadata"]["name"] == "stork-scheduler-config")
+    import yaml
+
+    scheduler = yaml.safe_load(scheduler_config["data"]["config.yaml"])
+    assert scheduler["apiVersion"] == "kubescheduler.config.k8s.io/v1"
+    assert scheduler["profiles"] == [{"schedulerName": "stork"}]
+    (extender,) = scheduler["extenders"]
+    assert extender["nodeCacheCapable"] is True and extender["filterVerb"] == "filter"
+    assert extender["weight"] and extender["httpTimeout"] and extender["tlsConfig"]["caFile"]
+
+
+def test_cert_manager_overlay_replaces_the_job_and_injects_the_ca():
+    docs = render("cert-manager")
+    assert not of_kind(docs, "Job")
+    for config in of_kind(docs, "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
+        assert config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == "stork/stork-webhook"
+    (serving,) = [c for c in of_kind(docs, "Certificate") if c["metadata"]["name"] == "stork-webhook"]
+    assert serving["spec"]["secretName"] == "stork-tls"
+    assert "stork-extender.stork.svc" in serving["spec"]["dnsNames"]
