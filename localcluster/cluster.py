@@ -11,6 +11,7 @@ from pathlib import Path
 from localcluster import simulate
 from localcluster.controlplane import ControlPlane, SchedulerSpec
 from localcluster.processes import free_port, wait_until
+from localcluster.realnode import RealNode
 from localcluster.stork import Stork, console_script
 from storkcore.kube import Kube
 
@@ -44,6 +45,7 @@ class LocalCluster:
     control_plane: ControlPlane
     storks: list[Stork] = field(default_factory=list)
     keep_workdir: bool = False
+    real_node: RealNode | None = None
 
     @classmethod
     def create(cls, workdir: Path | None = None) -> LocalCluster:
@@ -107,7 +109,15 @@ class LocalCluster:
             if node.longhorn:
                 simulate.add_longhorn_node(kube, node.name, zone=node.zone, region=node.region)
 
+    def add_real_node(self, labels: dict[str, str] | None = None) -> RealNode:
+        """containerd and a kubelet: a node `localhost` that runs real (hostNetwork) pods."""
+        self.real_node = RealNode(self.control_plane)
+        self.real_node.start(labels)
+        return self.real_node
+
     def stop(self) -> None:
+        if self.real_node is not None:
+            self.real_node.stop()  # before the apiserver: the kubelet must go first
         self.control_plane.stop()
         if not self.keep_workdir:
             shutil.rmtree(self.control_plane.workdir, ignore_errors=True)

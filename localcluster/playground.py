@@ -22,6 +22,7 @@ from localcluster.binaries import kubernetes_bin_dir
 from localcluster.cluster import LocalCluster, NodeSpec, six_nodes
 from localcluster.controlplane import ControlPlane
 from localcluster.processes import stop_recorded
+from localcluster.realnode import local_volume_claim, run_on_real_node
 from storkcore.kube import Kube, Resource, load_api_client
 
 NAMESPACE = "demo"
@@ -69,7 +70,12 @@ def cmd_up(args: argparse.Namespace) -> int:
         nodes = six_nodes()
         cluster.add_nodes(nodes)
         deploy_demo(cluster.kube())
+        if args.real_node:
+            say("starting containerd and a kubelet: one real node that runs pods ...")
+            start_local_demo(cluster)
         show(cluster.kube(), nodes)
+        if args.real_node:
+            show_local_demo(cluster)
         print_usage(cluster, bin_dir)
         if args.once:
             return 0
@@ -141,6 +147,51 @@ def _data_note(access_mode: str, holders: list[str], node: str) -> str:
     return "local replica" if node in holders else "remote"
 
 
+LOCAL_NAMESPACE = "demo-local"
+LOCAL_LABELS = {"stork-py/volumes": "local"}
+
+
+def start_local_demo(cluster: LocalCluster) -> None:
+    """stork for local volumes (the csi driver) and a pod that really runs, on a local volume."""
+    node = cluster.add_real_node({"topology.kubernetes.io/zone": "zone-a", "stork.libopenstorage.org/rack": "rack-0"})
+    cluster.add_stork(
+        "csi",
+        ["--csi-driver-name", "kubernetes.io/no-provisioner"],
+        scheduler_name="stork-local",
+        namespace_labels=LOCAL_LABELS,
+    )
+    kube = cluster.kube()
+    simulate.ensure_namespace(kube, LOCAL_NAMESPACE, LOCAL_LABELS)
+    local_volume_claim(kube, LOCAL_NAMESPACE, "notes-data", node.folder / "volumes" / "notes")
+    run_on_real_node(
+        kube, LOCAL_NAMESPACE, "notes", "notes-data", "while true; do date >> /data/notes.log; sleep 5; done"
+    )
+
+
+def show_local_demo(cluster: LocalCluster) -> None:
+    kube = cluster.kube()
+    pods = Resource("", "v1", "pods", LOCAL_NAMESPACE)
+
+    def running() -> dict | None:
+        return next((p for p in kube.list(pods)[0] if p.get("status", {}).get("phase") == "Running"), None)
+
+    deadline = time.monotonic() + 90
+    pod = running()
+    while pod is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+        pod = running()
+    if pod is None:
+        say("\nthe pod on the real node did not start (see the kubelet log)")
+        return
+    assert cluster.real_node is not None
+    log = cluster.real_node.folder / "volumes" / "notes" / "notes.log"
+    say(
+        f"\nOn the real node: {LOCAL_NAMESPACE}/{pod['metadata']['name']} is Running on "
+        f"{pod['spec']['nodeName']} (scheduler {pod['spec']['schedulerName']}), writing to its local volume:"
+        f"\n  {log}"
+    )
+
+
 def print_usage(cluster: LocalCluster, bin_dir: Path) -> None:
     say(
         f"""
@@ -149,6 +200,7 @@ Use kubectl against it:
   alias kubectl={bin_dir / "kubectl"}
   kubectl get pods -n {NAMESPACE} -o wide
   kubectl -n longhorn-system get replicas.longhorn.io,nodes.longhorn.io
+  kubectl -n demo-local exec deploy/notes -- tail -3 /data/notes.log     (the real node's pod)
 
 Take a node's storage down and watch the next pod avoid it:
   stork-playground node node-0 --offline
@@ -189,6 +241,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", help="start a local cluster with stork and a demo workload")
     up.add_argument("--once", action="store_true", help="show the placement, then stop and clean up")
+    up.add_argument(
+        "--real-node",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="add a real node (containerd + kubelet, needs root) running a demo pod on a local volume",
+    )
     up.set_defaults(run=cmd_up)
     down = commands.add_parser("down", help="clean up after a crashed run")
     down.set_defaults(run=cmd_down)

@@ -7,6 +7,7 @@ import subprocess
 
 import pytest
 
+from localcluster.realnode import leftovers
 from tests.processes import console_script
 
 pytestmark = pytest.mark.e2e
@@ -32,7 +33,9 @@ def test_playground_shows_pods_next_to_their_data_and_cleans_up(tmp_path):
     assert files_node not in ("node-1", "node-3")  # its replica nodes
     assert "default-scheduler" in lines["web"]
     assert "export KUBECONFIG=" in run.stdout
+    assert "is Running on localhost (scheduler stork-local)" in run.stdout  # the real node's pod
     # Every process ran with its files under the state folder: none may be left.
-    leftovers = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True).stdout
-    assert leftovers == ""
+    processes = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True).stdout
+    assert processes == ""
     assert not (tmp_path / "state" / "stork-py" / "playground").exists()
+    assert leftovers(tmp_path) == []  # no containerd, kubelet, container, mount or pod cgroup of ours
