@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from localcluster import simulate
+from localcluster import realnode, simulate
 from localcluster.binaries import kubernetes_bin_dir
 from localcluster.cluster import LocalCluster, NodeSpec, six_nodes
 from localcluster.controlplane import ControlPlane
@@ -214,6 +214,7 @@ Logs (JSON lines) are in {cluster.control_plane.procs.logs}."""
 def clean_up(quiet: bool = False) -> list[str]:
     workdir = state_dir()
     stopped = stop_recorded(workdir) if workdir.exists() else []
+    realnode.clean(workdir / "realnode")  # containers, mounts and cgroups outlive their kubelet
     shutil.rmtree(workdir, ignore_errors=True)
     if not quiet:
         say(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")

@@ -13,6 +13,7 @@ containerd, every mount under the folder, and the pods' cgroups.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -54,7 +55,7 @@ class RealNode:
 
     @property
     def socket(self) -> Path:
-        return self.folder / "containerd.sock"
+        return socket_path(self.folder)
 
     def start(self, labels: dict[str, str] | None = None) -> None:
         ensure_packages()
@@ -70,6 +71,7 @@ class RealNode:
     # -- containerd ----------------------------------------------------------------
 
     def _start_containerd(self) -> None:
+        self.socket.parent.mkdir(parents=True, exist_ok=True)
         cni = self.folder / "cni"
         cni.mkdir(parents=True, exist_ok=True)
         (cni / "10-loopback.conflist").write_text(
@@ -114,7 +116,18 @@ state = "{self.folder / "containerd-state"}"
 
     # -- kubelet ---------------------------------------------------------------------
 
+    def _make_cgroup_root(self) -> None:
+        """The kubelet wants its cgroup root to exist in every hierarchy (cgroup v1)."""
+        name = cgroup_name(self.folder)
+        for hierarchy in (p for p in CGROUP_ROOT.iterdir() if p.is_dir() and not p.is_symlink()):
+            ours = hierarchy / name
+            ours.mkdir(exist_ok=True)
+            for key in ("cpuset.cpus", "cpuset.mems"):  # a new cpuset starts empty: inherit
+                if (hierarchy / key).exists():
+                    (ours / key).write_text((hierarchy / key).read_text())
+
     def _start_kubelet(self) -> None:
+        self._make_cgroup_root()
         self.port, self.healthz = free_port(), free_port()
         config = self.folder / "kubelet.yaml"
         config.write_text(
@@ -128,6 +141,7 @@ state = "{self.folder / "containerd-state"}"
                     "healthzBindAddress": "127.0.0.1",
                     "healthzPort": self.healthz,
                     "cgroupDriver": "cgroupfs",
+                    "cgroupRoot": "/" + cgroup_name(self.folder),
                     "failSwapOn": False,
                     # This local node only: the apiserver reaches it on loopback.
                     "authentication": {"anonymous": {"enabled": True}, "webhook": {"enabled": False}},
@@ -154,7 +168,7 @@ state = "{self.folder / "containerd-state"}"
                 "--hostname-override",
                 NODE_NAME,
                 "--root-dir",
-                str(self.folder / "kubelet"),
+                str(runtime_dir(self.folder) / "kubelet"),
                 "--cert-dir",
                 str(self.folder / "kubelet-pki"),
                 "--pod-infra-container-image",
@@ -187,55 +201,85 @@ state = "{self.folder / "containerd-state"}"
         procs = self.control_plane.procs
         if "kubelet" in procs.running:
             procs.stop("kubelet")
-        self._kill_containers()
+        kill_containers(self.folder)
         if "containerd" in procs.running:
             procs.stop("containerd")
-        self._kill_containers()  # anything a dying containerd restarted
-        self._unmount_all()
-        self._remove_cgroups()
-        shutil.rmtree(self.folder, ignore_errors=True)
+        clean(self.folder)
 
-    def _kill_containers(self) -> None:
-        """Our shims (found by our socket) and every process in the pods' cgroups."""
-        marker = str(self.socket).encode()
-        pids = set()
-        for proc in Path("/proc").iterdir():
-            if not proc.name.isdigit():
+
+def runtime_dir(folder: Path) -> Path:
+    """Where the node's unix sockets live (containerd's, and the kubelet's under its root): a
+    socket path must be short (104 bytes) and the folder may not be, so it is in /tmp, named
+    after the folder (a crashed run's clean-up finds it)."""
+    return Path("/tmp/stork-rn-" + hashlib.sha256(str(folder).encode()).hexdigest()[:12])
+
+
+def socket_path(folder: Path) -> Path:
+    return runtime_dir(folder) / "containerd.sock"
+
+
+def cgroup_name(folder: Path) -> str:
+    """The kubelet's cgroup root: pods' cgroups live under it in every hierarchy, so clean-up
+    touches our pods only, never those of another kubelet on the machine."""
+    return "stork-" + hashlib.sha256(str(folder).encode()).hexdigest()[:12]
+
+
+def clean(folder: Path) -> None:
+    """Whatever a real node in `folder` left: containers, shims, mounts, cgroups, files."""
+    kill_containers(folder)
+    for place in (runtime_dir(folder), folder):
+        _unmount_all(place)
+    _remove_cgroups(folder)
+    shutil.rmtree(runtime_dir(folder), ignore_errors=True)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def kill_containers(folder: Path) -> None:
+    """Our shims (found by our socket) and every process in the pods' cgroups."""
+    marker = str(socket_path(folder)).encode()
+    pids = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if marker in (proc / "cmdline").read_bytes() and "containerd-shim" in (proc / "comm").read_text():
+                pids.add(int(proc.name))
                 continue
-            with contextlib.suppress(OSError):
-                if marker in (proc / "cmdline").read_bytes():
-                    pids.add(int(proc.name))
-                    continue
-                if "/kubepods" in (proc / "cgroup").read_text():
-                    pids.add(int(proc.name))
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-        wait_until(lambda: all(not Path(f"/proc/{pid}").exists() for pid in pids), 15, "containers to exit")
+            if f"/{cgroup_name(folder)}/" in (proc / "cgroup").read_text():
+                pids.add(int(proc.name))
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: all(not Path(f"/proc/{pid}").exists() for pid in pids), 15, "containers to exit")
 
-    def _unmount_all(self) -> None:
-        prefix = str(self.folder)
-        for _ in range(5):
-            points = [
-                line.split()[4]
-                for line in Path("/proc/self/mountinfo").read_text().splitlines()
-                if line.split()[4].startswith(prefix)
-            ]
-            if not points:
-                return
-            for point in sorted(points, key=len, reverse=True):  # deepest first
-                subprocess.run(["umount", point], capture_output=True)
-        for point in points:  # still busy: detach lazily
-            subprocess.run(["umount", "-l", point], capture_output=True)
 
-    def _remove_cgroups(self) -> None:
-        """The kubelet (cgroupfs driver) made `kubepods` in every hierarchy: remove them, leaves first."""
-        for top in CGROUP_ROOT.glob("*/kubepods*"):
-            for folder in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
-                with contextlib.suppress(OSError):
-                    folder.rmdir()
+def _mounts_under(prefix: str) -> list[str]:
+    return [
+        line.split()[4]
+        for line in Path("/proc/self/mountinfo").read_text().splitlines()
+        if line.split()[4].startswith(prefix)
+    ]
+
+
+def _unmount_all(folder: Path) -> None:
+    for _ in range(5):
+        points = _mounts_under(str(folder))
+        if not points:
+            return
+        for point in sorted(points, key=len, reverse=True):  # deepest first
+            subprocess.run(["umount", point], capture_output=True)
+    for point in _mounts_under(str(folder)):  # still busy: detach lazily
+        subprocess.run(["umount", "-l", point], capture_output=True)
+
+
+def _remove_cgroups(folder: Path) -> None:
+    """The kubelet (cgroupfs driver) made our cgroup root in every hierarchy: remove it, leaves first."""
+    for top in _our_cgroups(folder):
+        for folder in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
             with contextlib.suppress(OSError):
-                top.rmdir()
+                folder.rmdir()
+        with contextlib.suppress(OSError):
+            top.rmdir()
 
 
 def run_on_real_node(kube, namespace: str, name: str, claim: str, script: str) -> None:
@@ -275,19 +319,19 @@ def local_volume_claim(kube, namespace: str, claim: str, folder: Path) -> None:
     simulate.wait_bound_claim(kube, namespace, claim)
 
 
+def _our_cgroups(folder: Path) -> list[Path]:
+    return [p for p in CGROUP_ROOT.glob(f"*/{cgroup_name(folder)}") if p.is_dir()]
+
+
 def leftovers(folder: Path) -> list[str]:
     """What a real node could leave behind: processes, mounts and cgroups (empty when clean)."""
-    found = []
+    found = [f"folder {runtime_dir(folder)}"] if runtime_dir(folder).exists() else []
     marker = str(folder).encode()
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             with contextlib.suppress(OSError):
                 if marker in (proc / "cmdline").read_bytes():
                     found.append(f"process {proc.name}")
-    found += [
-        f"mount {line.split()[4]}"
-        for line in Path("/proc/self/mountinfo").read_text().splitlines()
-        if line.split()[4].startswith(str(folder))
-    ]
-    found += [f"cgroup {p}" for p in CGROUP_ROOT.glob("*/kubepods*")]
+    found += [f"mount {point}" for place in (folder, runtime_dir(folder)) for point in _mounts_under(str(place))]
+    found += [f"cgroup {p}" for p in _our_cgroups(folder)]
     return found

@@ -63,6 +63,18 @@ def wait_bound_claim(kube: Kube, namespace: str, claim: str) -> None:
     simulate.wait_bound_claim(kube, namespace, claim)
 
 
+def longhorn_workload(kube: Kube, namespace: str, replicas_on: list[str], app: str | None = None) -> tuple[str, str]:
+    """A Longhorn volume with replicas on the given nodes, its bound claim `data`, and a
+    Deployment using it; returns (app, volume)."""
+    volume = unique("vol")
+    simulate.add_longhorn_volume(kube, volume, replicas_on)
+    simulate.longhorn_claim(kube, namespace, "data", volume)
+    wait_bound_claim(kube, namespace, "data")
+    app = app or unique("app")
+    create_deployment(kube, namespace, app, ["data"])
+    return app, volume
+
+
 def events_for(kube: Kube, namespace: str, pod_name: str) -> list[dict[str, Any]]:
     found = kube.request(
         "GET", f"/api/v1/namespaces/{namespace}/events", {"fieldSelector": f"involvedObject.name={pod_name}"}

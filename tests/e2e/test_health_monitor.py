@@ -10,7 +10,7 @@ import urllib.request
 import pytest
 
 from localcluster import simulate
-from tests.e2e.helpers import PODS, bound_pod, create_deployment, pods_of, unique, wait_bound_claim, wait_for
+from tests.e2e.helpers import PODS, bound_pod, longhorn_workload, pods_of, unique, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -55,11 +55,7 @@ def leader_of(controllers: dict[str, str]) -> str:
 def test_pod_moves_off_a_node_whose_storage_died(kube, cluster, controllers):
     namespace = unique("health")
     cluster.ensure_namespace(namespace)
-    volume = unique("vol")
-    simulate.add_longhorn_volume(kube, volume, ["node-1", "node-3"])
-    simulate.longhorn_claim(kube, namespace, "data", volume)
-    wait_bound_claim(kube, namespace, "data")
-    create_deployment(kube, namespace, "db", ["data"])
+    longhorn_workload(kube, namespace, ["node-1", "node-3"], app="db")
     first = bound_pod(kube, namespace, "db")
     dead, other = first["spec"]["nodeName"], {"node-1": "node-3", "node-3": "node-1"}[first["spec"]["nodeName"]]
     leader = leader_of(controllers)
@@ -99,11 +95,7 @@ def test_pod_moves_off_a_node_whose_storage_died(kube, cluster, controllers):
 def test_no_pod_is_deleted_when_every_longhorn_node_is_offline(kube, cluster, controllers):
     namespace = unique("health")
     cluster.ensure_namespace(namespace)
-    volume = unique("vol")
-    simulate.add_longhorn_volume(kube, volume, ["node-2", "node-4"])
-    simulate.longhorn_claim(kube, namespace, "data", volume)
-    wait_bound_claim(kube, namespace, "data")
-    create_deployment(kube, namespace, "db", ["data"])
+    longhorn_workload(kube, namespace, ["node-2", "node-4"], app="db")
     pod = bound_pod(kube, namespace, "db")
     leader = leader_of(controllers)
     held_back = metric(controllers[leader], 'stork_health_monitor_skipped_total{reason="too-many-offline"}')

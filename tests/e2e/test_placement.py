@@ -18,6 +18,7 @@ from tests.e2e.helpers import (
     create_deployment,
     create_pod,
     events_for,
+    longhorn_workload,
     pods_of,
     unique,
     wait_bound_claim,
@@ -32,16 +33,6 @@ def namespace(cluster):
     name = unique("e2e")
     cluster.ensure_namespace(name)
     return name
-
-
-def longhorn_workload(kube, namespace, replicas_on, app=None):
-    volume = unique("vol")
-    simulate.add_longhorn_volume(kube, volume, replicas_on)
-    simulate.longhorn_claim(kube, namespace, "data", volume)
-    wait_bound_claim(kube, namespace, "data")
-    app = app or unique("app")
-    create_deployment(kube, namespace, app, ["data"])
-    return app, volume
 
 
 def test_deployment_pod_goes_to_stork_and_lands_on_a_replica_node(kube, namespace):
