@@ -15,8 +15,10 @@ import sys
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+import yaml
+
+from localcluster.binaries import REPO
 from localcluster.controlplane import ControlPlane, SchedulerSpec
 from localcluster.processes import free_port, wait_until
 from localcluster.simulate import ensure_namespace
@@ -156,62 +158,19 @@ class Stork:
         with urllib.request.urlopen(base + "/metrics", timeout=5, context=context) as resp:
             return resp.read().decode()
 
-    def _namespace_selector(self) -> dict[str, Any]:
-        return {
-            "matchLabels": dict(self.namespace_labels),
-            "matchExpressions": [
-                {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", STORK_NAMESPACE]},
-                {"key": "stork.libopenstorage.org/admission", "operator": "NotIn", "values": ["disabled"]},
-            ],
-        }
-
     def _register_webhooks(self) -> None:
-        """The configurations of manifests/, pointed at our processes by URL."""
+        """The webhook configurations shipped in manifests/, pointed at our processes by URL."""
         kube = self.control_plane.kube()
-        common = {
-            "admissionReviewVersions": ["v1"],
-            "sideEffects": "None",
-            "failurePolicy": "Ignore",
-            "timeoutSeconds": 3,
-            "matchPolicy": "Equivalent",
-            "namespaceSelector": self._namespace_selector(),
-        }
-        mutating = {
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "MutatingWebhookConfiguration",
-            "metadata": {"name": f"{self.name}-webhook"},
-            "webhooks": [
-                {
-                    "name": f"pods.{self.name}.stork.libopenstorage.org",
-                    "clientConfig": {"url": self.webhook_url + "/mutate"},
-                    "rules": [
-                        {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"]}
-                    ],
-                    "reinvocationPolicy": "IfNeeded",
-                    **common,
-                }
-            ],
-        }
-        validating = {
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "ValidatingWebhookConfiguration",
-            "metadata": {"name": f"{self.name}-webhook"},
-            "webhooks": [
-                {
-                    "name": f"rules.{self.name}.stork.libopenstorage.org",
-                    "clientConfig": {"url": self.webhook_url + "/validate"},
-                    "rules": [
-                        {
-                            "apiGroups": ["stork.libopenstorage.org"],
-                            "apiVersions": ["v1alpha1"],
-                            "operations": ["CREATE", "UPDATE"],
-                            "resources": ["rules"],
-                        }
-                    ],
-                    **common,
-                }
-            ],
-        }
+        shipped = yaml.safe_load_all((REPO / "manifests" / "base" / "webhook-configurations.yaml").read_text())
+        configs = {doc["kind"]: doc for doc in shipped}
+        for config in configs.values():
+            config["metadata"]["name"] = f"{self.name}-webhook"
+            for hook in config["webhooks"]:
+                hook["name"] = hook["name"].replace(".stork.", f".{self.name}.stork.", 1)
+                hook["clientConfig"] = {"url": self.webhook_url + hook["clientConfig"]["service"]["path"]}
+                hook["namespaceSelector"]["matchLabels"] = dict(self.namespace_labels)
+        mutating = configs["MutatingWebhookConfiguration"]
+        validating = configs["ValidatingWebhookConfiguration"]
         for resource, body in ((MUTATING, mutating), (VALIDATING, validating)):
             try:
                 kube.create(resource, "", body)

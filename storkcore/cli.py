@@ -90,10 +90,6 @@ def check_tls_pair(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         parser.error("--certfile and --keyfile go together")
 
 
-def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
-    return parser.parse_args(argv)
-
-
 def run_server(
     parser: argparse.ArgumentParser,
     argv: Sequence[str] | None,

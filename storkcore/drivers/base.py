@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 from storkcore import claims, objects
 from storkcore.cache import Store
 from storkcore.cluster import ClusterState
-from storkcore.kube import NODES, Resource
+from storkcore.kube import Resource
 from storkcore.matching import NodeIndex, TopologyLabels
 from storkcore.model import StorageNode, Volume
 
@@ -163,6 +163,3 @@ class Driver(ABC):
         if self.cluster.kube is not None:
             return self.cluster.kube.get(resource, namespace, name)
         return self.cluster.store(resource).get(namespace, name)
-
-    def k8s_node(self, name: str) -> dict | None:
-        return self.cluster.store(NODES).get("", name)
