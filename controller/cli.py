@@ -1,4 +1,4 @@
-"""`stork-controller`: the leader-elected storage health monitor."""
+"""`stork-controller`: the leader-elected storage health monitor and group snapshot controller."""
 
 from __future__ import annotations
 
@@ -14,14 +14,19 @@ from flask import Flask
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from werkzeug.serving import make_server
 
+from controller.execs import KubePodExec
+from controller.groupsnapshots import GroupSnapshotController, GroupSnapshotSettings
 from controller.health import MIN_INTERVAL, HealthMonitor, MonitorSettings
+from controller.kubesnapshots import KubeSnapshotCluster
 from controller.leader import AlwaysLeader, KubeLeases, LeaderElector, LeaseSettings
+from controller.rules import RuleRunner, RuleSettings
 from storkcore import cli, objects
 from storkcore.cluster import ClusterState
 from storkcore.drivers import make_driver
 from storkcore.events import EventRecorder
 from storkcore.kube import PODS, ApiError, Kube, load_api_client
 from storkcore.logs import setup_logging
+from storkcore.snapshots import GROUP_SNAPSHOTS
 from storkcore.web import add_health_routes
 
 log = logging.getLogger("stork.controller")
@@ -39,6 +44,12 @@ class ControllerMetrics:
             "stork_health_monitor_offline_nodes", "Driver nodes offline at the last scan.", registry=registry
         )
         self.leader = Gauge("stork_controller_leader", "1 while this replica holds the lease.", registry=registry)
+        self._group_snapshots = Counter(
+            "stork_group_snapshots", "GroupVolumeSnapshots finished, by final status.", ["status"], registry=registry
+        )
+
+    def group_snapshot_finished(self, status: str) -> None:
+        self._group_snapshots.labels(status).inc()
 
     def rescheduled(self) -> None:
         self._rescheduled.inc()
@@ -68,7 +79,9 @@ class KubePodActions:
 
 def build_parser() -> cli.EnvDefaultsParser:
     parser = cli.EnvDefaultsParser(
-        prog="stork-controller", description="Storage health monitor: moves pods off nodes whose storage died."
+        prog="stork-controller",
+        description="Storage health monitor (moves pods off nodes whose storage died) and "
+        "application-consistent group snapshots.",
     )
     cli.add_cluster_arguments(parser)
     parser.add_argument("--bind", default="0.0.0.0:8098", help="HOST:PORT for /livez, /readyz and /metrics")
@@ -88,7 +101,42 @@ def build_parser() -> cli.EnvDefaultsParser:
         action="store_true",
         help="allow an interval under 30 s (tests and demos only)",
     )
+    snapshots = parser.add_argument_group("group snapshots")
+    snapshots.add_argument(
+        "--group-snapshots", action=argparse.BooleanOptionalAction, default=True, help="run GroupVolumeSnapshots"
+    )
+    snapshots.add_argument("--rule-action-timeout", type=float, default=60.0, help="seconds for each rule action")
+    snapshots.add_argument(
+        "--rule-hold-timeout", type=float, default=300.0, help="seconds a background action holds at most"
+    )
+    snapshots.add_argument(
+        "--snapshot-prechecks-timeout", type=float, default=300.0, help="seconds to wait for PVCs, rules, a class"
+    )
+    snapshots.add_argument(
+        "--snapshot-cut-timeout", type=float, default=120.0, help="seconds for every snapshot to be cut"
+    )
+    snapshots.add_argument(
+        "--snapshot-ready-timeout", type=float, default=1800.0, help="seconds for every snapshot to be ready"
+    )
     return parser
+
+
+def snapshot_settings_from(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> tuple[RuleSettings, GroupSnapshotSettings]:
+    if args.snapshot_cut_timeout >= args.rule_hold_timeout:
+        parser.error("--snapshot-cut-timeout must be shorter than --rule-hold-timeout (the lock must outlast the cut)")
+    for flag in ("rule_action_timeout", "rule_hold_timeout", "snapshot_prechecks_timeout", "snapshot_ready_timeout"):
+        if getattr(args, flag) <= 0:
+            parser.error(f"--{flag.replace('_', '-')} must be positive")
+    return (
+        RuleSettings(action_timeout=args.rule_action_timeout, hold_timeout=args.rule_hold_timeout),
+        GroupSnapshotSettings(
+            prechecks_timeout=args.snapshot_prechecks_timeout,
+            cut_timeout=args.snapshot_cut_timeout,
+            ready_timeout=args.snapshot_ready_timeout,
+        ),
+    )
 
 
 def settings_from(parser: argparse.ArgumentParser, args: argparse.Namespace) -> MonitorSettings:
@@ -118,6 +166,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
     settings = settings_from(parser, args)
+    rule_settings, snapshot_settings = snapshot_settings_from(parser, args)
     setup_logging(args.log_level)
     kube = Kube(load_api_client(args.kubeconfig, user_agent="stork-controller"))
     cluster = ClusterState(kube)
@@ -126,6 +175,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ValueError as err:
         parser.error(str(err))
     cluster.store(PODS)
+    if args.group_snapshots:
+        cluster.store(GROUP_SNAPSHOTS)  # needs the GroupVolumeSnapshot CRD
     cluster.start()
     registry = CollectorRegistry()
     metrics = ControllerMetrics(registry)
@@ -146,21 +197,31 @@ def main(argv: Sequence[str] | None = None) -> None:
     while not cluster.wait_synced(5) and not stop.is_set():
         log.info("waiting for caches to sync")
     elector.start()
-    monitor = HealthMonitor(
-        driver,
-        KubePodActions(kube),
-        EventRecorder(kube, "stork-controller"),
-        settings,
-        time.monotonic,
-        elector.is_leader,
-        metrics,
-    )
+    events = EventRecorder(kube, "stork-controller")
+    monitor = HealthMonitor(driver, KubePodActions(kube), events, settings, time.monotonic, elector.is_leader, metrics)
+    groups = None
+    if args.group_snapshots:
+        snapshot_cluster = KubeSnapshotCluster(kube, cluster, events)
+        # pods/exec needs a client of its own (see controller.execs)
+        executor = KubePodExec(load_api_client(args.kubeconfig, user_agent="stork-controller"))
+        groups = GroupSnapshotController(
+            snapshot_cluster,
+            RuleRunner(executor, snapshot_cluster, rule_settings),
+            snapshot_settings,
+            elector.is_leader,
+            on_finish=metrics.group_snapshot_finished,
+        )
     while not stop.is_set():
         try:
             wait = monitor.tick()
         except Exception:
             log.exception("health monitor tick failed")
             wait = min(settings.interval, 10.0)
+        if groups is not None:
+            try:
+                groups.tick()
+            except Exception:
+                log.exception("group snapshot tick failed")
         stop.wait(min(wait, 1.0) if wait > 0 else 0.05)  # wake often to notice leadership changes
     elector.stop()
     cluster.stop()

@@ -1,4 +1,4 @@
-"""Kubernetes Events on pods, posted off the request path.
+"""Kubernetes Events (on pods, and on stork's own objects), posted off the request path.
 
 A request handler only queues an event; a background thread posts it. The
 same (pod, reason, message) is posted at most once a minute: the scheduler
@@ -27,23 +27,26 @@ class EventSink(Protocol):
     def warn(self, pod: Mapping[str, Any], reason: str, message: str) -> None: ...
 
 
-def event_body(pod: Mapping[str, Any], reason: str, message: str, component: str) -> dict[str, Any]:
+def event_body(
+    obj: Mapping[str, Any], reason: str, message: str, component: str, event_type: str = "Warning"
+) -> dict[str, Any]:
+    """An Event about `obj` (a pod unless the object says its own apiVersion and kind)."""
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    pod_name, namespace = objects.name(pod), objects.namespace(pod) or "default"
+    obj_name, namespace = objects.name(obj), objects.namespace(obj) or "default"
     return {
         "apiVersion": "v1",
         "kind": "Event",
-        "metadata": {"name": f"{pod_name}.{uuid.uuid4().hex[:16]}", "namespace": namespace},
+        "metadata": {"name": f"{obj_name}.{uuid.uuid4().hex[:16]}", "namespace": namespace},
         "involvedObject": {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "name": pod_name,
+            "apiVersion": obj.get("apiVersion") or "v1",
+            "kind": obj.get("kind") or "Pod",
+            "name": obj_name,
             "namespace": namespace,
-            "uid": objects.text(pod, "metadata", "uid"),
+            "uid": objects.text(obj, "metadata", "uid"),
         },
         "reason": reason,
         "message": message[:1024],
-        "type": "Warning",
+        "type": event_type,
         "source": {"component": component},
         "reportingComponent": component,
         "firstTimestamp": now,
@@ -74,10 +77,13 @@ class EventRecorder:
         self._thread: threading.Thread | None = None
 
     def warn(self, pod: Mapping[str, Any], reason: str, message: str) -> None:
-        pod_id = objects.text(pod, "metadata", "uid") or "/".join(objects.key(pod))
-        if not self._first_in_a_while((pod_id, reason, message)):
+        self.record(pod, "Warning", reason, message)
+
+    def record(self, obj: Mapping[str, Any], event_type: str, reason: str, message: str) -> None:
+        obj_id = objects.text(obj, "metadata", "uid") or "/".join(objects.key(obj))
+        if not self._first_in_a_while((obj_id, reason, message)):
             return
-        body = event_body(pod, reason, message, self.component)
+        body = event_body(obj, reason, message, self.component, event_type)
         if self.kube is None:
             self.posted.append(body)
             return

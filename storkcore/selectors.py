@@ -59,3 +59,57 @@ def _compare(value: Any, wanted: list[str], operator: str) -> bool:
     except (TypeError, ValueError):
         return False
     return have > limit if operator == "Gt" else have < limit
+
+
+LABEL_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
+
+
+def label_selector_matches(labels: Mapping[str, Any], selector: Any) -> bool:
+    """A `metav1.LabelSelector` (matchLabels AND matchExpressions); an empty one selects everything."""
+    if not isinstance(selector, Mapping):
+        return False
+    wanted = selector.get("matchLabels") or {}
+    if any(labels.get(key) != value for key, value in wanted.items()):
+        return False
+    return all(_requirement_holds(labels, r) for r in objects.items(selector, "matchExpressions"))
+
+
+def label_selector_problems(path: str, selector: Any) -> list[str]:
+    """Why a label selector is malformed, each problem naming its field."""
+    if not isinstance(selector, Mapping):
+        return [f"{path}: must be a label selector (matchLabels, matchExpressions)"]
+    problems: list[str] = []
+    unknown = sorted(set(selector) - {"matchLabels", "matchExpressions"})
+    if unknown:
+        problems.append(f"{path}: unknown field {unknown[0]!r} (use matchLabels or matchExpressions)")
+    match_labels = selector.get("matchLabels")
+    if match_labels is not None and (
+        not isinstance(match_labels, Mapping)
+        or not all(isinstance(k, str) and isinstance(v, str) for k, v in match_labels.items())
+    ):
+        problems.append(f"{path}.matchLabels: must map label keys to string values")
+    expressions = selector.get("matchExpressions")
+    if expressions is not None and not isinstance(expressions, list):
+        return [*problems, f"{path}.matchExpressions: must be a list"]
+    for i, requirement in enumerate(expressions or []):
+        problems += _requirement_problems(f"{path}.matchExpressions[{i}]", requirement)
+    if not match_labels and not expressions:
+        problems.append(f"{path}: must select something (matchLabels or matchExpressions)")
+    return problems
+
+
+def _requirement_problems(path: str, requirement: Any) -> list[str]:
+    if not isinstance(requirement, Mapping):
+        return [f"{path}: must be an object"]
+    key, operator, values = requirement.get("key"), requirement.get("operator"), requirement.get("values")
+    problems = [] if isinstance(key, str) and key else [f"{path}.key: must be a non-empty string"]
+    if operator not in LABEL_OPERATORS:
+        return [*problems, f"{path}.operator: must be one of {', '.join(LABEL_OPERATORS)}"]
+    has_values = isinstance(values, list) and len(values) > 0
+    if operator in ("In", "NotIn") and not has_values:
+        problems.append(f"{path}.values: must be a non-empty list for {operator}")
+    if operator in ("Exists", "DoesNotExist") and values:
+        problems.append(f"{path}.values: must be empty for {operator}")
+    if has_values and not all(isinstance(v, str) for v in values):
+        problems.append(f"{path}.values: must be strings")
+    return problems
