@@ -11,11 +11,14 @@ from flask import Flask, Response, request
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from storkcore import objects
+from storkcore.cluster import StateUnavailable
 from storkcore.drivers.base import Driver
+from storkcore.snapshots import RULES, SNAPSHOT_GROUP
 from storkcore.web import add_health_routes, json_error, json_response
 from webhook.admission import AdmissionSettings, Decision, decide
 from webhook.review import NotAReview, Review, allow, deny, parse_review
 from webhook.rules import RULE_GROUP, rule_problems
+from webhook.snapshots import group_snapshot_problems, volume_snapshot_warnings
 
 log = logging.getLogger(__name__)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
@@ -53,14 +56,31 @@ def mutate(driver: Driver, settings: AdmissionSettings, review: Review) -> tuple
     return allow(review, decision.patch, [decision.warning] if decision.warning else None), decision.outcome
 
 
-def validate(review: Review) -> tuple[dict[str, Any], str]:
+def validate(driver: Driver, review: Review) -> tuple[dict[str, Any], str]:
+    """Rules and GroupVolumeSnapshots are checked; CSI VolumeSnapshots only get warnings."""
     group, kind = review.kind_of_object()
-    if group != RULE_GROUP or kind != "Rule" or review.operation not in ("CREATE", "UPDATE"):
+    if review.operation not in ("CREATE", "UPDATE"):
         return allow(review), "ignored"
-    problems = rule_problems(review.object)
+    if group == SNAPSHOT_GROUP and kind == "VolumeSnapshot":
+        warnings = volume_snapshot_warnings(review.object)
+        return allow(review, warnings=warnings), "warned" if warnings else "allowed"
+    if group != RULE_GROUP or kind not in ("Rule", "GroupVolumeSnapshot"):
+        return allow(review), "ignored"
+    if kind == "Rule":
+        problems = rule_problems(review.object)
+    else:
+        problems = group_snapshot_problems(review.object, review.namespace, lambda ns, name: _rule(driver, ns, name))
     if problems:
-        return deny(review, f"invalid Rule: {'; '.join(problems)}"), "denied"
+        return deny(review, f"invalid {kind}: {'; '.join(problems)}"), "denied"
     return allow(review), "allowed"
+
+
+def _rule(driver: Driver, namespace: str, name: str) -> dict[str, Any] | None:
+    """One direct read (admission of a snapshot is rare); unknown when the API cannot say."""
+    try:
+        return driver.cluster.get(RULES, namespace, name)
+    except StateUnavailable:
+        return None
 
 
 def _pod_name(pod: Any) -> str:
@@ -91,6 +111,6 @@ def create_app(driver: Driver, settings: AdmissionSettings, ready: Callable[[], 
 
     @app.post("/validate")
     def validate_verb() -> Response:
-        return serve("validate", validate)
+        return serve("validate", lambda review: validate(driver, review))
 
     return app

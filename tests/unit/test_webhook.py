@@ -342,3 +342,91 @@ def test_webhook_configuration_manifests_follow_the_safety_rules():
             }
     mutating = next(d for d in docs if d["kind"] == "MutatingWebhookConfiguration")
     assert mutating["webhooks"][0]["reinvocationPolicy"] == "IfNeeded"
+
+
+GVS_KIND = ("stork.libopenstorage.org", "v1alpha1", "GroupVolumeSnapshot")
+
+
+def validate_group(world, spec, namespace="default"):
+    body = {
+        "apiVersion": "stork.libopenstorage.org/v1alpha1",
+        "kind": "GroupVolumeSnapshot",
+        "metadata": {"name": "g", "namespace": namespace},
+        "spec": spec,
+    }
+    status, answer = Webhook(world).post("/validate", review(body, namespace=namespace, kind=GVS_KIND))
+    assert status == 200
+    return answer["response"]
+
+
+def test_a_well_formed_group_snapshot_is_allowed_even_before_its_rules_exist(world):
+    spec = {
+        "pvcSelector": {"matchLabels": {"app": "mysql"}, "matchExpressions": [{"key": "tier", "operator": "Exists"}]},
+        "preExecRule": "mysql-lock",
+        "postExecRule": "mysql-unlock",
+        "maxRetries": 2,
+    }
+    assert validate_group(world, spec)["allowed"] is True
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({}, "spec.pvcSelector: must be a label selector"),
+        ({"pvcSelector": {}}, "spec.pvcSelector: must select something"),
+        ({"pvcSelector": {"matchLabels": {"a": 1}}}, "spec.pvcSelector.matchLabels: must map label keys to string"),
+        (
+            {"pvcSelector": {"matchExpressions": [{"key": "a", "operator": "Is"}]}},
+            "spec.pvcSelector.matchExpressions[0].operator: must be one of In, NotIn, Exists, DoesNotExist",
+        ),
+        (
+            {"pvcSelector": {"matchExpressions": [{"key": "a", "operator": "In"}]}},
+            "spec.pvcSelector.matchExpressions[0].values: must be a non-empty list for In",
+        ),
+        (
+            {"pvcSelector": {"matchLabels": {"a": "b"}}, "preExecRule": "Not A Name"},
+            "spec.preExecRule: must be the name",
+        ),
+        ({"pvcSelector": {"matchLabels": {"a": "b"}}, "maxRetries": -1}, "spec.maxRetries: must be a whole number"),
+    ],
+)
+def test_malformed_group_snapshots_are_denied_naming_the_field(world, spec, message):
+    response = validate_group(world, spec)
+    assert response["allowed"] is False
+    assert message in response["status"]["message"]
+
+
+def test_a_post_rule_with_a_background_action_is_denied(world):
+    from storkcore.snapshots import RULES
+
+    held = rule(
+        {"podSelector": {"app": "x"}, "actions": [{"type": "command", "value": "${WAIT_CMD}", "background": True}]}
+    )
+    held["metadata"] = {"name": "hold", "namespace": "default"}
+    world.cluster.store(RULES).upsert(held)
+    response = validate_group(world, {"pvcSelector": {"matchLabels": {"a": "b"}}, "postExecRule": "hold"})
+    assert response["allowed"] is False
+    assert "spec.postExecRule: Rule hold has a background action (rules[0].actions[0])" in response["status"]["message"]
+    assert validate_group(world, {"pvcSelector": {"matchLabels": {"a": "b"}}, "preExecRule": "hold"})["allowed"] is True
+
+
+def test_a_csi_snapshot_with_upstream_rule_annotations_is_admitted_with_a_warning(world):
+    snap = {
+        "apiVersion": "snapshot.storage.k8s.io/v1",
+        "kind": "VolumeSnapshot",
+        "metadata": {
+            "name": "s",
+            "namespace": "default",
+            "annotations": {"stork.libopenstorage.org/pre-snapshot-rule": "lock"},
+        },
+        "spec": {"source": {"persistentVolumeClaimName": "data"}},
+    }
+    _, answer = Webhook(world).post("/validate", review(snap, kind=("snapshot.storage.k8s.io", "v1", "VolumeSnapshot")))
+    response = answer["response"]
+    assert response["allowed"] is True
+    assert (
+        "CSI cuts this snapshot at once" in response["warnings"][0] and "GroupVolumeSnapshot" in response["warnings"][0]
+    )
+    del snap["metadata"]["annotations"]
+    _, answer = Webhook(world).post("/validate", review(snap, kind=("snapshot.storage.k8s.io", "v1", "VolumeSnapshot")))
+    assert answer["response"]["allowed"] is True and "warnings" not in answer["response"]

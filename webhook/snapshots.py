@@ -1,0 +1,55 @@
+"""Validation of GroupVolumeSnapshots, and the warning for CSI snapshots that carry rules.
+
+A GroupVolumeSnapshot is denied when what it says cannot work: a malformed selector, rule
+names that are not names, a post-rule with background actions (nothing would release them).
+A Rule that does not exist yet is allowed: the controller waits for it in PreChecks.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from storkcore import objects
+from storkcore.selectors import label_selector_problems
+from storkcore.snapshots import POST_SNAPSHOT_RULE, PRE_SNAPSHOT_RULE
+
+DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+RuleLookup = Callable[[str, str], Mapping[str, Any] | None]  # (namespace, name) -> Rule or None
+
+
+def group_snapshot_problems(group: Any, namespace: str, lookup_rule: RuleLookup) -> list[str]:
+    spec = objects.dig(group, "spec")
+    if not isinstance(spec, Mapping):
+        return ["spec: must be an object"]
+    problems = label_selector_problems("spec.pvcSelector", spec.get("pvcSelector"))
+    for field in ("preExecRule", "postExecRule", "volumeSnapshotClassName"):
+        value = spec.get(field)
+        if value is not None and (not isinstance(value, str) or not DNS_SUBDOMAIN.match(value)):
+            problems.append(f"spec.{field}: must be the name of a {'Rule' if 'Rule' in field else 'class'}")
+    retries = spec.get("maxRetries")
+    if retries is not None and (not isinstance(retries, int) or isinstance(retries, bool) or retries < 0):
+        problems.append("spec.maxRetries: must be a whole number, 0 or more")
+    post = spec.get("postExecRule")
+    if isinstance(post, str) and DNS_SUBDOMAIN.match(post):
+        rule = lookup_rule(namespace, post)
+        for i, item in enumerate(objects.items(rule, "rules")):
+            for j, action in enumerate(objects.items(item, "actions")):
+                if isinstance(action, Mapping) and action.get("background") is True:
+                    problems.append(
+                        f"spec.postExecRule: Rule {post} has a background action (rules[{i}].actions[{j}]); "
+                        "only a pre-rule may hold the application"
+                    )
+    return problems
+
+
+def volume_snapshot_warnings(snapshot: Any) -> list[str]:
+    notes = objects.annotations(snapshot)
+    used = [key for key in (PRE_SNAPSHOT_RULE, POST_SNAPSHOT_RULE) if notes.get(key)]
+    if not used:
+        return []
+    # Warnings should stay short (kubectl shows them whole); the rule keys are in the annotations.
+    return [
+        "CSI cuts this snapshot at once: its snapshot-rule annotations cannot hold the app; use a GroupVolumeSnapshot"
+    ]
