@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -12,6 +14,7 @@ from localcluster import simulate
 from localcluster.controlplane import ControlPlane, SchedulerSpec
 from localcluster.processes import free_port, wait_until
 from localcluster.realnode import RealNode
+from localcluster.snapshots import install_snapshot_crds
 from localcluster.stork import Stork, console_script
 from storkcore.kube import Kube
 
@@ -64,6 +67,7 @@ class LocalCluster:
             self.control_plane.start_scheduler(SchedulerSpec(name="default-scheduler", profiles=["default-scheduler"]))
             if with_longhorn:
                 simulate.install_longhorn_crds(self.kube())
+            install_snapshot_crds(self.kube())
         except BaseException:
             self.stop()
             raise
@@ -95,6 +99,13 @@ class LocalCluster:
         return base
 
     def stop_process(self, name: str) -> None:
+        self.control_plane.procs.stop(name)
+
+    def kill_process(self, name: str) -> None:
+        """SIGKILL, as a crash or an OOM kill: no clean-up runs."""
+        proc = self.control_plane.procs.running[name]
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
         self.control_plane.procs.stop(name)
 
     def _answers(self, process: str, url: str) -> bool:

@@ -284,16 +284,21 @@ def _remove_cgroups(folder: Path) -> None:
 
 def run_on_real_node(kube, namespace: str, name: str, claim: str, script: str) -> None:
     """A one-replica Deployment of busybox on the real node, with `claim` at /data."""
+    run_app_on_real_node(kube, namespace, name, {claim: "/data"}, script)
+
+
+def run_app_on_real_node(kube, namespace: str, name: str, mounts: dict[str, str], script: str) -> None:
+    """A one-replica Deployment of busybox on the real node, each claim mounted at its path."""
     from localcluster.images import BUSYBOX_IMAGE
 
-    template = simulate.pod_template([claim])
+    template = simulate.pod_template(list(mounts))
     spec = template["spec"]
     spec.update(hostNetwork=True, tolerations=[TOLERATION])  # loopback-only CNI: host network
     spec["containers"][0].update(
         image=BUSYBOX_IMAGE,
         imagePullPolicy="Never",
         command=["/bin/sh", "-c", script],
-        volumeMounts=[{"name": "v0", "mountPath": "/data"}],
+        volumeMounts=[{"name": f"v{i}", "mountPath": path} for i, path in enumerate(mounts.values())],
     )
     template["metadata"]["labels"] = {"app": name}
     kube.create(

@@ -45,3 +45,12 @@ def longhorn(cluster):
 @pytest.fixture(scope="session")
 def stork_csi(cluster):
     return cluster.storks[1]
+
+
+@pytest.fixture(scope="session")
+def real_node(cluster):
+    """The real node (containerd + kubelet), shared by every realnode test; the last test of
+    tests/e2e/test_realnode.py stops it and checks that nothing is left."""
+    node = cluster.real_node or cluster.add_real_node({"topology.kubernetes.io/zone": "zone-a"})
+    yield node
+    node.stop()

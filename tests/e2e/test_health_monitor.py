@@ -15,6 +15,7 @@ from tests.e2e.helpers import PODS, bound_pod, longhorn_workload, pods_of, uniqu
 pytestmark = pytest.mark.e2e
 
 FAST = [
+    "--no-group-snapshots",  # tests/e2e/test_group_snapshots.py runs its own
     "--health-monitor-interval",
     "1",
     "--unsafe-short-intervals",

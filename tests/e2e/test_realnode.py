@@ -17,13 +17,6 @@ from tests.manifests.rendering import kubectl
 pytestmark = pytest.mark.realnode
 
 
-@pytest.fixture(scope="module")
-def real_node(cluster):
-    node = cluster.add_real_node({"topology.kubernetes.io/zone": "zone-a"})
-    yield node
-    node.stop()
-
-
 def test_pod_on_a_local_volume_runs_on_the_real_node(kube, cluster, real_node, stork_csi):
     namespace = unique("real")
     cluster.ensure_namespace(namespace, CSI_NAMESPACE_LABELS)

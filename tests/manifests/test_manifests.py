@@ -11,8 +11,12 @@ from tests.manifests.rendering import OVERLAYS, of_kind, render
 pytestmark = pytest.mark.manifests
 
 KUBERNETES = "1.30.0"
-# Kinds of other projects' CRDs, which the Kubernetes schemas cannot know.
-FOREIGN_KINDS = {"Certificate", "Issuer"}
+# Kinds of other projects' CRDs, which the Kubernetes schemas cannot know: kind -> apiVersion.
+FOREIGN_KINDS = {
+    "Certificate": "cert-manager.io/v1",
+    "Issuer": "cert-manager.io/v1",
+    "VolumeSnapshotClass": "snapshot.storage.k8s.io/v1",
+}
 WORKLOADS = ("Deployment", "Job")
 
 
@@ -22,7 +26,7 @@ def test_overlay_renders_and_validates_against_kubernetes_schemas(overlay):
     assert docs
     for doc in docs:
         if doc["kind"] in FOREIGN_KINDS:
-            assert doc["apiVersion"] == "cert-manager.io/v1"
+            assert doc["apiVersion"] == FOREIGN_KINDS[doc["kind"]]
             continue
         kubernetes_validate.validate(doc, KUBERNETES, strict=True)
 
@@ -96,3 +100,23 @@ def test_cert_manager_overlay_replaces_the_job_and_injects_the_ca():
     (serving,) = [c for c in of_kind(docs, "Certificate") if c["metadata"]["name"] == "stork-webhook"]
     assert serving["spec"]["secretName"] == "stork-tls"
     assert "stork-extender.stork.svc" in serving["spec"]["dnsNames"]
+
+
+def test_longhorn_gets_a_default_snapshot_class_and_the_group_snapshot_crd_is_installed():
+    docs = render("longhorn")
+    (snapshot_class,) = of_kind(docs, "VolumeSnapshotClass")
+    assert snapshot_class["driver"] == "driver.longhorn.io" and snapshot_class["parameters"] == {"type": "snap"}
+    assert snapshot_class["metadata"]["annotations"]["snapshot.storage.kubernetes.io/is-default-class"] == "true"
+    for overlay in OVERLAYS:
+        crds = {d["metadata"]["name"]: d for d in of_kind(render(overlay), "CustomResourceDefinition")}
+        gvs = crds["groupvolumesnapshots.stork.libopenstorage.org"]["spec"]
+        assert gvs["names"]["kind"] == "GroupVolumeSnapshot" and gvs["versions"][0]["subresources"] == {"status": {}}
+        columns = [c["name"] for c in gvs["versions"][0]["additionalPrinterColumns"]]
+        assert columns[:2] == ["Stage", "Status"]
+
+
+def test_the_validating_webhook_sees_group_snapshots_and_csi_snapshots():
+    (config,) = of_kind(render("longhorn"), "ValidatingWebhookConfiguration")
+    rules = config["webhooks"][0]["rules"]
+    assert {"rules", "groupvolumesnapshots"} <= set(rules[0]["resources"])
+    assert rules[1]["apiGroups"] == ["snapshot.storage.k8s.io"] and rules[1]["resources"] == ["volumesnapshots"]

@@ -1,0 +1,389 @@
+"""Application-consistent group snapshots on the real node, with the real apiserver's exec.
+
+An application writes numbered transactions that span two local volumes ("begin N" in /a,
+then "end N" in /b). A pre-rule pauses it between transactions and holds it with
+${WAIT_CMD}; `stork-controller` creates a VolumeSnapshot per volume, and the simulated CSI
+snapshotter copies each volume's folder when it cuts, one volume after the other (0.3 s
+apart, as drivers cut volumes in turn). The copies are consistent when every transaction is
+in both or in neither.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+
+from localcluster.realnode import NODE_NAME, local_volume_claim, run_app_on_real_node
+from localcluster.snapshots import SIMULATED_LOCAL_DRIVER, SimulatedSnapshotter, snapshot_class
+from storkcore.kube import PVCS
+from storkcore.snapshots import GROUP_LABEL, GROUP_SNAPSHOTS, RULES, VOLUME_SNAPSHOTS
+from tests.e2e.conftest import CSI_NAMESPACE_LABELS
+from tests.e2e.helpers import pods_of, wait_for
+from tests.manifests.rendering import kubectl
+
+pytestmark = pytest.mark.realnode
+
+NAMESPACE = "snapshots"
+HOLD_LIMIT = 20
+CUT_TIMEOUT = 6
+CONTROLLER = "stork-controller-snapshots"
+CONTROLLER_ARGS = [
+    "--csi-driver-name",
+    "kubernetes.io/no-provisioner",
+    "--no-leader-elect",
+    "--rule-action-timeout",
+    "15",
+    "--rule-hold-timeout",
+    str(HOLD_LIMIT),
+    "--snapshot-cut-timeout",
+    str(CUT_TIMEOUT),
+    "--snapshot-prechecks-timeout",
+    "30",
+    "--snapshot-ready-timeout",
+    "30",
+]
+
+# Pauses between transactions while /tmp/pause exists; logs each pause (uptime) in /tmp/pauselog.
+APP = """
+n=0
+while true; do
+  if [ -e /tmp/pause ]; then
+    if [ ! -e /tmp/paused ]; then read up _ < /proc/uptime; echo "start $up" >> /tmp/pauselog; touch /tmp/paused; fi
+    sleep 0.02; continue
+  fi
+  if [ -e /tmp/paused ]; then read up _ < /proc/uptime; echo "end $up" >> /tmp/pauselog; rm -f /tmp/paused; fi
+  n=$((n+1))
+  echo "begin $n" >> /a/log
+  echo "end $n" >> /b/log
+done
+"""
+QUIESCE = (
+    "rm -f /tmp/paused; touch /tmp/pause; while [ ! -e /tmp/paused ]; do sleep 0.02; done; "
+    "${WAIT_CMD}; rm -f /tmp/pause"
+)
+RECORD = 'echo "post $(date +%s) $([ -e /tmp/pause ] && echo held || echo free)" >> /tmp/postlog'
+
+
+@pytest.fixture(scope="module")
+def app(cluster, kube, real_node, stork_csi):
+    cluster.ensure_namespace(NAMESPACE, CSI_NAMESPACE_LABELS)
+    for claim in ("a", "b"):
+        local_volume_claim(kube, NAMESPACE, claim, real_node.folder / "volumes" / f"{NAMESPACE}-{claim}")
+        kube.patch(PVCS, NAMESPACE, claim, {"metadata": {"labels": {"app": "ledger"}}})
+    run_app_on_real_node(kube, NAMESPACE, "ledger", {"a": "/a", "b": "/b"}, APP)
+    pod = wait_for(lambda: _running_pod(kube), 120, "the ledger to run")
+    assert pod["spec"]["nodeName"] == NODE_NAME
+    rule(
+        kube,
+        "quiesce",
+        {"podSelector": {"app": "ledger"}, "actions": [{"type": "command", "value": QUIESCE, "background": True}]},
+    )
+    rule(kube, "record", {"podSelector": {"app": "ledger"}, "actions": [{"type": "command", "value": RECORD}]})
+    rule(
+        kube,
+        "quiesce-then-fail",
+        {
+            "podSelector": {"app": "ledger"},
+            "actions": [
+                {"type": "command", "value": QUIESCE, "background": True},
+                {"type": "command", "value": "echo cannot flush >&2; exit 3"},
+            ],
+        },
+    )
+    snapshot_class(kube, "local-snapshots", SIMULATED_LOCAL_DRIVER)
+    snapshotter = SimulatedSnapshotter(
+        kube, cluster.control_plane.workdir / "snapshots", ready_delay=1.0, cut_spacing=0.3
+    )
+    snapshotter.start()
+    cluster.start_controller(CONTROLLER, "csi", CONTROLLER_ARGS)
+    yield snapshotter
+    if CONTROLLER in cluster.control_plane.procs.running:
+        cluster.stop_process(CONTROLLER)
+    snapshotter.stop()
+
+
+def _running_pod(kube):
+    return next((p for p in pods_of(kube, NAMESPACE, "ledger") if p["status"].get("phase") == "Running"), None)
+
+
+def rule(kube, name, *items):
+    body = {
+        "apiVersion": "stork.libopenstorage.org/v1alpha1",
+        "kind": "Rule",
+        "metadata": {"name": name},
+        "rules": list(items),
+    }
+    kube.create(RULES, NAMESPACE, body)
+
+
+def group_snapshot(kube, name, **spec):
+    body = {
+        "apiVersion": "stork.libopenstorage.org/v1alpha1",
+        "kind": "GroupVolumeSnapshot",
+        "metadata": {"name": name},
+        "spec": {"pvcSelector": {"matchLabels": {"app": "ledger"}}, **spec},
+    }
+    kube.create(GROUP_SNAPSHOTS, NAMESPACE, body)
+
+
+def finished(kube, name, timeout=90):
+    def done():
+        found = kube.get(GROUP_SNAPSHOTS, NAMESPACE, name)
+        return found if found.get("status", {}).get("status") in ("Successful", "Failed") else None
+
+    return wait_for(done, timeout, f"group snapshot {name} to finish")
+
+
+def in_pod(cluster, kube, command: str) -> str:
+    pod = _running_pod(kube)
+    out = subprocess.run(
+        [
+            kubectl(),
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+            "-n",
+            NAMESPACE,
+            "exec",
+            pod["metadata"]["name"],
+            "--",
+            "sh",
+            "-c",
+            command,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    return out.stdout
+
+
+def transactions(folder: str) -> tuple[set[int], set[int]]:
+    from pathlib import Path
+
+    def numbers(path: Path, word: str) -> set[int]:
+        return {int(line.split()[1]) for line in path.read_text().splitlines() if line.startswith(word + " ")}
+
+    return numbers(Path(folder) / "log", "begin"), numbers(Path(folder) / "log", "end")
+
+
+def copies_consistent(snapshotter, group) -> bool:
+    """Every transaction begun in the copy of /a has ended in the copy of /b, and no more."""
+    handles = {
+        e["parentVolumeID"]: snapshotter.handle_of(NAMESPACE, e["volumeSnapshotName"])
+        for e in group["status"]["volumeSnapshots"]
+    }
+    begun, _ = transactions(handles["a"])
+    _, ended = transactions(handles["b"])
+    assert begun, "the application wrote nothing before the snapshot"
+    return begun == ended
+
+
+def app_paused(cluster, kube) -> bool:
+    return in_pod(cluster, kube, "[ -e /tmp/pause ] && echo yes || echo no").strip() == "yes"
+
+
+def pauses(cluster, kube) -> list[float]:
+    lines = in_pod(cluster, kube, "cat /tmp/pauselog").split()
+    starts = [float(v) for k, v in zip(lines[::2], lines[1::2], strict=True) if k == "start"]
+    ends = [float(v) for k, v in zip(lines[::2], lines[1::2], strict=True) if k == "end"]
+    return [end - start for start, end in zip(starts, ends, strict=False)]
+
+
+def test_group_snapshots_under_a_rule_are_consistent_across_volumes(cluster, kube, app):
+    for attempt in range(3):
+        name = f"ledger-{attempt}"
+        group_snapshot(kube, name, preExecRule="quiesce", postExecRule="record")
+        group = finished(kube, name)
+        assert group["status"]["status"] == "Successful", group["status"]
+        assert copies_consistent(app, group), f"attempt {attempt}: the copies disagree"
+        cuts = [app.cuts[f"{NAMESPACE}/{e['volumeSnapshotName']}"] for e in group["status"]["volumeSnapshots"]]
+        post = in_pod(cluster, kube, "tail -n 1 /tmp/postlog").split()
+        assert post[0] == "post" and post[2] == "free"  # the post-rule ran once the lock was gone
+        assert int(post[1]) >= int(max(cuts))  # and after both cuts
+        paused = pauses(cluster, kube)[-1]
+        assert paused <= (max(cuts) - min(cuts)) + 5, f"paused {paused:.1f}s for a cut of {max(cuts) - min(cuts):.1f}s"
+    reasons = [
+        e["reason"]
+        for e in kube.request("GET", f"/api/v1/namespaces/{NAMESPACE}/events")["items"]
+        if e["involvedObject"].get("name") == "ledger-0"
+    ]
+    assert {"PreSnapshotRule", "SnapshotsCut", "PostSnapshotRule", "Successful"} <= set(reasons)
+
+
+def test_without_a_rule_the_copies_can_disagree(cluster, kube, app):
+    """Why rules exist: cut one after the other, two volumes of a busy application disagree."""
+    results = []
+    for attempt in range(3):
+        name = f"unheld-{attempt}"
+        group_snapshot(kube, name)
+        group = finished(kube, name)
+        assert group["status"]["status"] == "Successful"
+        results.append(copies_consistent(app, group))
+    assert not all(results), "three unheld snapshots 0.3 s apart all agreed: the application is not writing"
+
+
+def test_a_failing_pre_rule_fails_the_group_and_releases_the_application(cluster, kube, app):
+    group_snapshot(kube, "fails", preExecRule="quiesce-then-fail", postExecRule="record")
+    group = finished(kube, "fails")
+    assert group["status"]["status"] == "Failed"
+    assert "exit 3" in group["status"]["reason"] and "cannot flush" in group["status"]["reason"]
+    assert not app_paused(cluster, kube)
+    assert not _snapshots_of(kube, "fails")
+
+
+def test_an_uncut_snapshot_releases_the_lock_at_its_deadline_and_retries_are_honoured(cluster, kube, app):
+    app.stall = True
+    try:
+        group_snapshot(kube, "stalled", preExecRule="quiesce", postExecRule="record", maxRetries=1)
+        group = finished(kube, "stalled", timeout=120)
+    finally:
+        app.stall = False
+    status = group["status"]
+    assert (status["status"], status["numRetries"]) == ("Failed", 1)
+    assert f"not cut within {CUT_TIMEOUT}s" in status["reason"]
+    assert not app_paused(cluster, kube)
+    assert in_pod(cluster, kube, "tail -n 1 /tmp/postlog").split()[2] == "free"
+    assert not _snapshots_of(kube, "stalled")
+
+
+def test_a_killed_controller_never_leaves_the_application_frozen(cluster, kube, app):
+    app.stall = True
+    group_snapshot(kube, "orphaned", preExecRule="quiesce", postExecRule="record", maxRetries=1)
+
+    def holding():
+        status = kube.get(GROUP_SNAPSHOTS, NAMESPACE, "orphaned").get("status", {})
+        return status.get("stage") == "Snapshot" and status.get("ruleTasks")
+
+    wait_for(holding, 60, "the lock to be held")
+    assert app_paused(cluster, kube)
+    cluster.kill_process(CONTROLLER)
+    killed = time.monotonic()
+    wait_for(lambda: not app_paused(cluster, kube), HOLD_LIMIT + 15, "the application to resume by itself")
+    assert time.monotonic() - killed <= HOLD_LIMIT + 5
+    app.stall = False
+    cluster.start_controller(CONTROLLER, "csi", CONTROLLER_ARGS)
+    group = finished(kube, "orphaned")
+    assert (group["status"]["status"], group["status"]["numRetries"]) == ("Successful", 1)
+    messages = [
+        e["message"]
+        for e in kube.request("GET", f"/api/v1/namespaces/{NAMESPACE}/events")["items"]
+        if e["involvedObject"].get("name") == "orphaned"
+    ]
+    assert any("restarted during Snapshot" in m for m in messages)
+    assert copies_consistent(app, group)
+
+
+def test_storkctl_restore_gives_claims_that_bind_and_hold_the_snapshotted_data(cluster, kube, app):
+    group = kube.get(GROUP_SNAPSHOTS, NAMESPACE, "ledger-0")
+    out = subprocess.run(
+        [
+            "storkctl",
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+            "restore",
+            "ledger-0",
+            "-n",
+            NAMESPACE,
+            "--suffix",
+            "-restored",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "persistentvolumeclaim/a-restored created from volumesnapshot/ledger-0-a-0" in out.stdout
+    for claim in ("a-restored", "b-restored"):
+        wait_for(lambda c=claim: kube.get(PVCS, NAMESPACE, c)["status"].get("phase") == "Bound", 60, f"{claim} to bind")
+    run_app_on_real_node(kube, NAMESPACE, "reader", {"a-restored": "/a", "b-restored": "/b"}, "exec sleep 3600")
+    pod = wait_for(
+        lambda: next((p for p in pods_of(kube, NAMESPACE, "reader") if p["status"].get("phase") == "Running"), None),
+        120,
+        "the reader to run",
+    )
+    read = subprocess.run(
+        [
+            kubectl(),
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+            "-n",
+            NAMESPACE,
+            "exec",
+            pod["metadata"]["name"],
+            "--",
+            "cat",
+            "/a/log",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout
+    handle = app.handle_of(NAMESPACE, group["status"]["volumeSnapshots"][0]["volumeSnapshotName"])
+    from pathlib import Path
+
+    assert read and read == (Path(handle) / "log").read_text()  # the restored claim holds the snapshot's data
+    again = subprocess.run(
+        [
+            "storkctl",
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+            "restore",
+            "ledger-0",
+            "-n",
+            NAMESPACE,
+            "--suffix",
+            "-restored",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert again.returncode == 1 and "already exists (use --suffix)" in again.stderr
+    failed = subprocess.run(
+        ["storkctl", "--kubeconfig", str(cluster.kubeconfig), "restore", "fails", "-n", NAMESPACE],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert failed.returncode == 1 and "is Failed, not Successful" in failed.stderr
+
+
+def test_a_csi_snapshot_with_upstream_rule_annotations_is_admitted_with_a_warning(cluster, kube, app):
+    manifest = f"""apiVersion: snapshot.storage.k8s.io/v1
+kind: VolumeSnapshot
+metadata:
+  name: annotated
+  namespace: {NAMESPACE}
+  annotations:
+    stork.libopenstorage.org/pre-snapshot-rule: quiesce
+spec:
+  volumeSnapshotClassName: local-snapshots
+  source: {{persistentVolumeClaimName: a}}
+"""
+    out = subprocess.run(
+        [kubectl(), "--kubeconfig", str(cluster.kubeconfig), "create", "-f", "-"],
+        input=manifest,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "CSI cuts this snapshot at once" in out.stderr and "GroupVolumeSnapshot" in out.stderr
+
+
+def _snapshots_of(kube, group: str):
+    path = VOLUME_SNAPSHOTS.object_path(NAMESPACE, "").rstrip("/")
+    return kube.request("GET", path, {"labelSelector": f"{GROUP_LABEL}={group}"})["items"]
+
+
+def test_deleting_a_group_snapshot_deletes_its_volume_snapshots(kube, app):
+    from pathlib import Path
+
+    owned = _snapshots_of(kube, "ledger-1")
+    copies = [Path(app.handle_of(NAMESPACE, s["metadata"]["name"])) for s in owned]
+    assert len(owned) == 2 and all(c.is_dir() for c in copies)
+    kube.delete(GROUP_SNAPSHOTS, NAMESPACE, "ledger-1", {"propagationPolicy": "Foreground"})
+    wait_for(lambda: not _snapshots_of(kube, "ledger-1"), 60, "the garbage collector to delete them")
+    wait_for(lambda: not any(c.exists() for c in copies), 30, "the simulated driver to drop the copies")
