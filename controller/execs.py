@@ -96,17 +96,20 @@ class WebsocketExec:
         try:
             while self._ws.is_open():
                 self._ws.update(timeout=1)
-                for read in (self._ws.read_stdout, self._ws.read_stderr):
-                    text = read(timeout=0)
-                    if text:
-                        self._output.append(text)
-                        del self._output[:-50]
+                self._collect_output()
+            self._collect_output()  # what arrived with the close
             code = self._exit_code()
         except Exception as err:  # the connection broke: the command's fate is unknown
             self._output.append(f"[stream broke: {err}]")
             code = None
         self._result = ExecResult(code if code is not None else 255, "".join(self._output)[-2000:])
         self._done.set()
+
+    def _collect_output(self) -> None:
+        for channel in (1, 2):  # stdout, stderr
+            if self._ws.peek_channel(channel, timeout=0):
+                self._output.append(self._ws.read_channel(channel))
+                del self._output[:-50]
 
     def _exit_code(self) -> int | None:
         try:

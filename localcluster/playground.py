@@ -21,9 +21,13 @@ from localcluster import realnode, simulate
 from localcluster.binaries import kubernetes_bin_dir
 from localcluster.cluster import LocalCluster, NodeSpec, six_nodes
 from localcluster.controlplane import ControlPlane
+from localcluster.ledger import consistent, ledger_rules, run_ledger
 from localcluster.processes import stop_recorded
 from localcluster.realnode import local_volume_claim, run_on_real_node
-from storkcore.kube import Kube, Resource, load_api_client
+from localcluster.snapshots import SIMULATED_LOCAL_DRIVER, SimulatedSnapshotter, snapshot_class
+from storkcore import objects
+from storkcore.kube import PVCS, Kube, Resource, load_api_client
+from storkcore.snapshots import GROUP_SNAPSHOTS
 
 NAMESPACE = "demo"
 PODS_IN_DEMO = Resource("", "v1", "pods", NAMESPACE)
@@ -56,6 +60,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     cluster = LocalCluster(ControlPlane(workdir, bin_dir))
     cluster.keep_workdir = True
     stopping = {"now": False}
+    snapshotter: SimulatedSnapshotter | None = None
 
     def on_signal(signum: int, _frame: object) -> None:
         stopping["now"] = True
@@ -70,12 +75,16 @@ def cmd_up(args: argparse.Namespace) -> int:
         nodes = six_nodes()
         cluster.add_nodes(nodes)
         deploy_demo(cluster.kube())
+        snapshotter = None
         if args.real_node:
             say("starting containerd and a kubelet: one real node that runs pods ...")
             start_local_demo(cluster)
+            say("starting stork-controller and a simulated CSI snapshotter; snapshotting the ledger ...")
+            snapshotter = start_snapshot_demo(cluster, workdir)
         show(cluster.kube(), nodes)
-        if args.real_node:
+        if snapshotter is not None:
             show_local_demo(cluster)
+            show_snapshot_demo(cluster, snapshotter)
         print_usage(cluster, bin_dir)
         if args.once:
             return 0
@@ -84,6 +93,8 @@ def cmd_up(args: argparse.Namespace) -> int:
             time.sleep(0.5)
         return 0
     finally:
+        if snapshotter is not None:
+            snapshotter.stop()
         cluster.stop()  # first: nothing may keep it from running (not even a closed stdout)
         shutil.rmtree(workdir, ignore_errors=True)
         with contextlib.suppress(OSError):
@@ -192,6 +203,73 @@ def show_local_demo(cluster: LocalCluster) -> None:
     )
 
 
+SNAPSHOT_NAME = "ledger-snapshot"
+
+
+def start_snapshot_demo(cluster: LocalCluster, workdir: Path) -> SimulatedSnapshotter:
+    """The ledger (transactions across two local volumes), its rules, and a GroupVolumeSnapshot."""
+    kube = cluster.kube()
+    assert cluster.real_node is not None
+    for claim in ("a", "b"):
+        local_volume_claim(kube, LOCAL_NAMESPACE, claim, cluster.real_node.folder / "volumes" / f"ledger-{claim}")
+        kube.patch(PVCS, LOCAL_NAMESPACE, claim, {"metadata": {"labels": {"app": "ledger"}}})
+    run_ledger(kube, LOCAL_NAMESPACE)
+    ledger_rules(kube, LOCAL_NAMESPACE)
+    snapshot_class(kube, "local-snapshots", SIMULATED_LOCAL_DRIVER)
+    snapshotter = SimulatedSnapshotter(kube, workdir / "snapshots").start()
+    cluster.start_controller(
+        "stork-controller",
+        "csi",
+        [
+            "--csi-driver-name",
+            "kubernetes.io/no-provisioner",
+            "--no-leader-elect",
+            "--rule-hold-timeout",
+            "60",
+            "--snapshot-cut-timeout",
+            "30",
+        ],
+    )
+    kube.create(
+        GROUP_SNAPSHOTS,
+        LOCAL_NAMESPACE,
+        {
+            "apiVersion": "stork.libopenstorage.org/v1alpha1",
+            "kind": "GroupVolumeSnapshot",
+            "metadata": {"name": SNAPSHOT_NAME},
+            "spec": {
+                "pvcSelector": {"matchLabels": {"app": "ledger"}},
+                "preExecRule": "quiesce",
+                "postExecRule": "record",
+            },
+        },
+    )
+    return snapshotter
+
+
+def show_snapshot_demo(cluster: LocalCluster, snapshotter: SimulatedSnapshotter) -> None:
+    kube = cluster.kube()
+    deadline = time.monotonic() + 120
+    group = kube.get(GROUP_SNAPSHOTS, LOCAL_NAMESPACE, SNAPSHOT_NAME)
+    while objects.text(group, "status", "status") not in ("Successful", "Failed") and time.monotonic() < deadline:
+        time.sleep(0.5)
+        group = kube.get(GROUP_SNAPSHOTS, LOCAL_NAMESPACE, SNAPSHOT_NAME)
+    status = objects.mapping(group, "status")
+    say(
+        f"\nGroupVolumeSnapshot {LOCAL_NAMESPACE}/{SNAPSHOT_NAME} of the ledger (rules quiesce/record): "
+        f"stage {status.get('stage', '-')}, status {status.get('status', '-')}"
+        + (f" ({status['reason']})" if status.get("reason") else "")
+    )
+    copies = {}
+    for entry in objects.items(group, "status", "volumeSnapshots"):
+        handle = snapshotter.handle_of(LOCAL_NAMESPACE, entry["volumeSnapshotName"])
+        copies[entry["parentVolumeID"]] = handle
+        say(f"  PVC {entry['parentVolumeID']}: VolumeSnapshot {entry['volumeSnapshotName']}, copy in {handle}")
+    if set(copies) == {"a", "b"}:
+        agree = "consistent" if consistent(copies["a"], copies["b"]) else "NOT consistent"
+        say(f"  the two copies are {agree}: every transaction is in both or in neither")
+
+
 def print_usage(cluster: LocalCluster, bin_dir: Path) -> None:
     say(
         f"""
@@ -201,6 +279,10 @@ Use kubectl against it:
   kubectl get pods -n {NAMESPACE} -o wide
   kubectl -n longhorn-system get replicas.longhorn.io,nodes.longhorn.io
   kubectl -n demo-local exec deploy/notes -- tail -3 /data/notes.log     (the real node's pod)
+
+Snapshots of the ledger (a real pod on two local volumes), and a restore:
+  kubectl -n {LOCAL_NAMESPACE} get groupvolumesnapshots,volumesnapshots
+  storkctl restore {SNAPSHOT_NAME} -n {LOCAL_NAMESPACE} --suffix restored
 
 Take a node's storage down and watch the next pod avoid it:
   stork-playground node node-0 --offline

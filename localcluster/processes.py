@@ -91,7 +91,8 @@ class Processes:
             for name, proc in self.running.items()
             if proc.poll() is None
         }
-        (self.workdir / PID_FILE).write_text(json.dumps(pids))
+        if self.workdir.exists():  # a second stop after clean-up has nothing to record
+            (self.workdir / PID_FILE).write_text(json.dumps(pids))
 
 
 def stop_group(pid: int, timeout: float = 10.0) -> None:

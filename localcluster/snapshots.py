@@ -75,7 +75,11 @@ def _crd(kind: str, plural: str, scope: str, columns: list[dict[str, Any]], shor
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.{SNAPSHOT_GROUP}"},
+        # A *.k8s.io group needs this annotation; "unapproved" says these are not the real CRDs.
+        "metadata": {
+            "name": f"{plural}.{SNAPSHOT_GROUP}",
+            "annotations": {"api-approved.kubernetes.io": "unapproved, simulated by stork-py for local tests"},
+        },
         "spec": {
             "group": SNAPSHOT_GROUP,
             "names": {

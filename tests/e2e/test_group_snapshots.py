@@ -15,13 +15,15 @@ import time
 
 import pytest
 
+from localcluster.ledger import QUIESCE, consistent, create_rule, ledger_rules, run_ledger, transactions
 from localcluster.realnode import NODE_NAME, local_volume_claim, run_app_on_real_node
 from localcluster.snapshots import SIMULATED_LOCAL_DRIVER, SimulatedSnapshotter, snapshot_class
 from storkcore.kube import PVCS
-from storkcore.snapshots import GROUP_LABEL, GROUP_SNAPSHOTS, RULES, VOLUME_SNAPSHOTS
+from storkcore.snapshots import GROUP_LABEL, GROUP_SNAPSHOTS, VOLUME_SNAPSHOTS
 from tests.e2e.conftest import CSI_NAMESPACE_LABELS
 from tests.e2e.helpers import pods_of, wait_for
 from tests.manifests.rendering import kubectl
+from tests.processes import console_script
 
 pytestmark = pytest.mark.realnode
 
@@ -45,26 +47,6 @@ CONTROLLER_ARGS = [
     "30",
 ]
 
-# Pauses between transactions while /tmp/pause exists; logs each pause (uptime) in /tmp/pauselog.
-APP = """
-n=0
-while true; do
-  if [ -e /tmp/pause ]; then
-    if [ ! -e /tmp/paused ]; then read up _ < /proc/uptime; echo "start $up" >> /tmp/pauselog; touch /tmp/paused; fi
-    sleep 0.02; continue
-  fi
-  if [ -e /tmp/paused ]; then read up _ < /proc/uptime; echo "end $up" >> /tmp/pauselog; rm -f /tmp/paused; fi
-  n=$((n+1))
-  echo "begin $n" >> /a/log
-  echo "end $n" >> /b/log
-done
-"""
-QUIESCE = (
-    "rm -f /tmp/paused; touch /tmp/pause; while [ ! -e /tmp/paused ]; do sleep 0.02; done; "
-    "${WAIT_CMD}; rm -f /tmp/pause"
-)
-RECORD = 'echo "post $(date +%s) $([ -e /tmp/pause ] && echo held || echo free)" >> /tmp/postlog'
-
 
 @pytest.fixture(scope="module")
 def app(cluster, kube, real_node, stork_csi):
@@ -72,17 +54,13 @@ def app(cluster, kube, real_node, stork_csi):
     for claim in ("a", "b"):
         local_volume_claim(kube, NAMESPACE, claim, real_node.folder / "volumes" / f"{NAMESPACE}-{claim}")
         kube.patch(PVCS, NAMESPACE, claim, {"metadata": {"labels": {"app": "ledger"}}})
-    run_app_on_real_node(kube, NAMESPACE, "ledger", {"a": "/a", "b": "/b"}, APP)
+    run_ledger(kube, NAMESPACE)
     pod = wait_for(lambda: _running_pod(kube), 120, "the ledger to run")
     assert pod["spec"]["nodeName"] == NODE_NAME
-    rule(
+    ledger_rules(kube, NAMESPACE)
+    create_rule(
         kube,
-        "quiesce",
-        {"podSelector": {"app": "ledger"}, "actions": [{"type": "command", "value": QUIESCE, "background": True}]},
-    )
-    rule(kube, "record", {"podSelector": {"app": "ledger"}, "actions": [{"type": "command", "value": RECORD}]})
-    rule(
-        kube,
+        NAMESPACE,
         "quiesce-then-fail",
         {
             "podSelector": {"app": "ledger"},
@@ -106,16 +84,6 @@ def app(cluster, kube, real_node, stork_csi):
 
 def _running_pod(kube):
     return next((p for p in pods_of(kube, NAMESPACE, "ledger") if p["status"].get("phase") == "Running"), None)
-
-
-def rule(kube, name, *items):
-    body = {
-        "apiVersion": "stork.libopenstorage.org/v1alpha1",
-        "kind": "Rule",
-        "metadata": {"name": name},
-        "rules": list(items),
-    }
-    kube.create(RULES, NAMESPACE, body)
 
 
 def group_snapshot(kube, name, **spec):
@@ -159,25 +127,14 @@ def in_pod(cluster, kube, command: str) -> str:
     return out.stdout
 
 
-def transactions(folder: str) -> tuple[set[int], set[int]]:
-    from pathlib import Path
-
-    def numbers(path: Path, word: str) -> set[int]:
-        return {int(line.split()[1]) for line in path.read_text().splitlines() if line.startswith(word + " ")}
-
-    return numbers(Path(folder) / "log", "begin"), numbers(Path(folder) / "log", "end")
-
-
 def copies_consistent(snapshotter, group) -> bool:
     """Every transaction begun in the copy of /a has ended in the copy of /b, and no more."""
     handles = {
         e["parentVolumeID"]: snapshotter.handle_of(NAMESPACE, e["volumeSnapshotName"])
         for e in group["status"]["volumeSnapshots"]
     }
-    begun, _ = transactions(handles["a"])
-    _, ended = transactions(handles["b"])
-    assert begun, "the application wrote nothing before the snapshot"
-    return begun == ended
+    assert transactions(handles["a"])[0], "the application wrote nothing before the snapshot"
+    return consistent(handles["a"], handles["b"])
 
 
 def app_paused(cluster, kube) -> bool:
@@ -279,7 +236,7 @@ def test_storkctl_restore_gives_claims_that_bind_and_hold_the_snapshotted_data(c
     group = kube.get(GROUP_SNAPSHOTS, NAMESPACE, "ledger-0")
     out = subprocess.run(
         [
-            "storkctl",
+            console_script("storkctl"),
             "--kubeconfig",
             str(cluster.kubeconfig),
             "restore",
@@ -287,7 +244,7 @@ def test_storkctl_restore_gives_claims_that_bind_and_hold_the_snapshotted_data(c
             "-n",
             NAMESPACE,
             "--suffix",
-            "-restored",
+            "restored",
         ],
         capture_output=True,
         text=True,
@@ -326,7 +283,7 @@ def test_storkctl_restore_gives_claims_that_bind_and_hold_the_snapshotted_data(c
     assert read and read == (Path(handle) / "log").read_text()  # the restored claim holds the snapshot's data
     again = subprocess.run(
         [
-            "storkctl",
+            console_script("storkctl"),
             "--kubeconfig",
             str(cluster.kubeconfig),
             "restore",
@@ -334,7 +291,7 @@ def test_storkctl_restore_gives_claims_that_bind_and_hold_the_snapshotted_data(c
             "-n",
             NAMESPACE,
             "--suffix",
-            "-restored",
+            "restored",
         ],
         capture_output=True,
         text=True,
@@ -342,7 +299,7 @@ def test_storkctl_restore_gives_claims_that_bind_and_hold_the_snapshotted_data(c
     )
     assert again.returncode == 1 and "already exists (use --suffix)" in again.stderr
     failed = subprocess.run(
-        ["storkctl", "--kubeconfig", str(cluster.kubeconfig), "restore", "fails", "-n", NAMESPACE],
+        [console_script("storkctl"), "--kubeconfig", str(cluster.kubeconfig), "restore", "fails", "-n", NAMESPACE],
         capture_output=True,
         text=True,
         timeout=60,

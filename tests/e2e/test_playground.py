@@ -34,6 +34,9 @@ def test_playground_shows_pods_next_to_their_data_and_cleans_up(tmp_path):
     assert "default-scheduler" in lines["web"]
     assert "export KUBECONFIG=" in run.stdout
     assert "is Running on localhost (scheduler stork-local)" in run.stdout  # the real node's pod
+    snapshot = "GroupVolumeSnapshot demo-local/ledger-snapshot of the ledger (rules quiesce/record)"
+    assert f"{snapshot}: stage Final, status Successful" in run.stdout
+    assert "the two copies are consistent" in run.stdout
     # Every process ran with its files under the state folder: none may be left.
     processes = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True).stdout
     assert processes == ""
