@@ -223,6 +223,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             except Exception:
                 log.exception("group snapshot tick failed")
         stop.wait(min(wait, 1.0) if wait > 0 else 0.05)  # wake often to notice leadership changes
+    if groups is not None:
+        groups.rules.release_all()  # a stopping controller does not leave an application held
     elector.stop()
     cluster.stop()
     log.info("controller stopped")

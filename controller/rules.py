@@ -147,6 +147,7 @@ class RuleRunner:
         self.settings = settings
         self.clock, self.wall, self.sleep = clock, wall, sleep
         self._streams: dict[str, list[RunningExec]] = {}  # background execs by task
+        self._held: dict[str, BackgroundTask] = {}  # tasks holding an application now
 
     # -- running a rule ------------------------------------------------------------------
 
@@ -180,6 +181,7 @@ class RuleRunner:
                     where = f"rule {rule_name} rules[{i}].actions[{j}]"
                     if action.get("background"):
                         task = task or self._new_task(rule_name)
+                        self._held[task.taskID] = task
                         started += self._start_background(task, where, targets, item, action, record)
                     else:
                         self._run_foreground(where, targets, item, action)
@@ -313,21 +315,29 @@ class RuleRunner:
 
     # -- releasing -----------------------------------------------------------------------
 
-    def release(self, task: BackgroundTask) -> bool:
-        """Tell every held pod to go on; idempotent; retried until the hold limit. True when done."""
+    def release(self, task: BackgroundTask, give_up_after: float | None = None) -> None:
+        """Tell every held pod to go on; idempotent; retried until the hold limit (or sooner)."""
         pending = list(task.pods)
+        give_up = task.hold_deadline_epoch()
+        if give_up_after is not None:
+            give_up = min(give_up, self.wall() + give_up_after)
         while pending:
             pending = [pod for pod in pending if not self._release_one(pod)]
             if not pending:
                 break
-            if self.wall() >= task.hold_deadline_epoch():
-                log.warning("hold limit passed before release", extra={"task": task.taskID})
-                break  # the pods released themselves
+            if self.wall() >= give_up:
+                log.warning("release gave up; the hold limit ends it", extra={"task": task.taskID})
+                break
             self.sleep(0.5)
         log.info("background actions released", extra={"task": task.taskID, "rule": task.rule})
+        self._held.pop(task.taskID, None)
         for running in self._streams.pop(task.taskID, []):
             running.close()
-        return True
+
+    def release_all(self, give_up_after: float = 5.0) -> None:
+        """On shutdown: let every application this process holds go on now, not at the hold limit."""
+        for task in list(self._held.values()):
+            self.release(task, give_up_after)
 
     def _release_one(self, pod: HeldPod) -> bool:
         argv = ["sh", "-c", f"if [ -e {pod.mark}.reached ]; then touch {pod.mark}.release; fi"]

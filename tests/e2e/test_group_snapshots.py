@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -82,8 +83,8 @@ def app(cluster, kube, real_node, stork_csi):
     snapshotter.stop()
 
 
-def _running_pod(kube):
-    return next((p for p in pods_of(kube, NAMESPACE, "ledger") if p["status"].get("phase") == "Running"), None)
+def _running_pod(kube, app_name: str = "ledger"):
+    return next((p for p in pods_of(kube, NAMESPACE, app_name) if p["status"].get("phase") == "Running"), None)
 
 
 def group_snapshot(kube, name, **spec):
@@ -104,8 +105,8 @@ def finished(kube, name, timeout=90):
     return wait_for(done, timeout, f"group snapshot {name} to finish")
 
 
-def in_pod(cluster, kube, command: str) -> str:
-    pod = _running_pod(kube)
+def in_pod(cluster, kube, command: str, app_name: str = "ledger") -> str:
+    pod = _running_pod(kube, app_name)
     out = subprocess.run(
         [
             kubectl(),
@@ -232,78 +233,26 @@ def test_a_killed_controller_never_leaves_the_application_frozen(cluster, kube, 
     assert copies_consistent(app, group)
 
 
+def storkctl(cluster, *args: str) -> subprocess.CompletedProcess:
+    argv = [console_script("storkctl"), "--kubeconfig", str(cluster.kubeconfig), *args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+
+
 def test_storkctl_restore_gives_claims_that_bind_and_hold_the_snapshotted_data(cluster, kube, app):
     group = kube.get(GROUP_SNAPSHOTS, NAMESPACE, "ledger-0")
-    out = subprocess.run(
-        [
-            console_script("storkctl"),
-            "--kubeconfig",
-            str(cluster.kubeconfig),
-            "restore",
-            "ledger-0",
-            "-n",
-            NAMESPACE,
-            "--suffix",
-            "restored",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    out = storkctl(cluster, "restore", "ledger-0", "-n", NAMESPACE, "--suffix", "restored")
     assert out.returncode == 0, out.stderr
     assert "persistentvolumeclaim/a-restored created from volumesnapshot/ledger-0-a-0" in out.stdout
     for claim in ("a-restored", "b-restored"):
         wait_for(lambda c=claim: kube.get(PVCS, NAMESPACE, c)["status"].get("phase") == "Bound", 60, f"{claim} to bind")
     run_app_on_real_node(kube, NAMESPACE, "reader", {"a-restored": "/a", "b-restored": "/b"}, "exec sleep 3600")
-    pod = wait_for(
-        lambda: next((p for p in pods_of(kube, NAMESPACE, "reader") if p["status"].get("phase") == "Running"), None),
-        120,
-        "the reader to run",
-    )
-    read = subprocess.run(
-        [
-            kubectl(),
-            "--kubeconfig",
-            str(cluster.kubeconfig),
-            "-n",
-            NAMESPACE,
-            "exec",
-            pod["metadata"]["name"],
-            "--",
-            "cat",
-            "/a/log",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    ).stdout
+    wait_for(lambda: _running_pod(kube, "reader"), 120, "the reader to run")
+    read = in_pod(cluster, kube, "cat /a/log", app_name="reader")
     handle = app.handle_of(NAMESPACE, group["status"]["volumeSnapshots"][0]["volumeSnapshotName"])
-    from pathlib import Path
-
     assert read and read == (Path(handle) / "log").read_text()  # the restored claim holds the snapshot's data
-    again = subprocess.run(
-        [
-            console_script("storkctl"),
-            "--kubeconfig",
-            str(cluster.kubeconfig),
-            "restore",
-            "ledger-0",
-            "-n",
-            NAMESPACE,
-            "--suffix",
-            "restored",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    again = storkctl(cluster, "restore", "ledger-0", "-n", NAMESPACE, "--suffix", "restored")
     assert again.returncode == 1 and "already exists (use --suffix)" in again.stderr
-    failed = subprocess.run(
-        [console_script("storkctl"), "--kubeconfig", str(cluster.kubeconfig), "restore", "fails", "-n", NAMESPACE],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    failed = storkctl(cluster, "restore", "fails", "-n", NAMESPACE)
     assert failed.returncode == 1 and "is Failed, not Successful" in failed.stderr
 
 
@@ -336,8 +285,6 @@ def _snapshots_of(kube, group: str):
 
 
 def test_deleting_a_group_snapshot_deletes_its_volume_snapshots(kube, app):
-    from pathlib import Path
-
     owned = _snapshots_of(kube, "ledger-1")
     copies = [Path(app.handle_of(NAMESPACE, s["metadata"]["name"])) for s in owned]
     assert len(owned) == 2 and all(c.is_dir() for c in copies)

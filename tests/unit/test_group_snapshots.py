@@ -237,3 +237,14 @@ def test_container_choice_and_the_wait_script_has_its_own_limit():
     assert container_for(pod("x", {}, containers=("first", "second")), None) == "first"
     script = wait_script("/tmp/m", 300)
     assert "+ 300" in script and "/tmp/m.release" in script and script.startswith("touch /tmp/m.reached")
+
+
+def test_a_stopping_controller_releases_what_it_holds_at_once():
+    clock, executor, cluster, _, _ = world()
+    runner = RuleRunner(
+        executor, cluster, RuleSettings(action_timeout=5, hold_timeout=300), clock, clock.wall, clock.sleep
+    )
+    runner.run("ns", PRE, print)
+    assert executor.holding()
+    runner.release_all()
+    assert not executor.holding() and clock.now < 5
