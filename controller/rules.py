@@ -329,10 +329,25 @@ class RuleRunner:
                 log.warning("release gave up; the hold limit ends it", extra={"task": task.taskID})
                 break
             self.sleep(0.5)
+        self._wait_ended(task, give_up)
         log.info("background actions released", extra={"task": task.taskID, "rule": task.rule})
         self._held.pop(task.taskID, None)
         for running in self._streams.pop(task.taskID, []):
             running.close()
+
+    def _wait_ended(self, task: BackgroundTask, give_up: float) -> None:
+        """Released is not yet resumed: wait until each background command has run to its end
+        (the part after ${WAIT_CMD} that unlocks), so a post-rule runs on a running application."""
+        deadline = min(self.clock() + self.settings.action_timeout, self.clock() + max(0.0, give_up - self.wall()))
+        running = self._streams.get(task.taskID, [])
+        while any(r.finished() is None for r in running) and self.clock() < deadline:
+            self.sleep(0.05)
+        for result in (r.finished() for r in running):
+            if result is not None and result.exit_code not in (0, None):
+                log.warning(
+                    "a background action ended with an error after its release",
+                    extra={"task": task.taskID, "exit": result.exit_code, "output": result.output[-300:]},
+                )
 
     def release_all(self, give_up_after: float = 5.0) -> None:
         """On shutdown: let every application this process holds go on now, not at the hold limit."""

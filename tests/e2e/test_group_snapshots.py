@@ -161,6 +161,7 @@ def test_group_snapshots_under_a_rule_are_consistent_across_volumes(cluster, kub
         assert post[0] == "post" and post[2] == "free"  # the post-rule ran once the lock was gone
         assert int(post[1]) >= int(max(cuts))  # and after both cuts
         paused = pauses(cluster, kube)[-1]
+        print(f"attempt {attempt}: application paused {paused:.2f} s; first to last cut {max(cuts) - min(cuts):.2f} s")
         assert paused <= (max(cuts) - min(cuts)) + 5, f"paused {paused:.1f}s for a cut of {max(cuts) - min(cuts):.1f}s"
     reasons = [
         e["reason"]
@@ -179,6 +180,7 @@ def test_without_a_rule_the_copies_can_disagree(cluster, kube, app):
         group = finished(kube, name)
         assert group["status"]["status"] == "Successful"
         results.append(copies_consistent(app, group))
+    print(f"without a rule, consistent copies: {results}")
     assert not all(results), "three unheld snapshots 0.3 s apart all agreed: the application is not writing"
 
 

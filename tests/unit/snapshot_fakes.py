@@ -49,11 +49,19 @@ class Finished:
 
 @dataclass
 class Holding:
-    """A background action: runs until released (or until told to exit)."""
+    """A background action: runs until released (or until told to exit); after its release the
+    part after ${WAIT_CMD} takes `unlock_polls` more looks before it has ended."""
 
     exit_with: ExecResult | None = None
+    unlock_polls: int = -1  # -1: not released
+    on_end: Callable[[], None] = lambda: None
 
     def finished(self) -> ExecResult | None:
+        if self.unlock_polls > 0:
+            self.unlock_polls -= 1
+        elif self.unlock_polls == 0 and self.exit_with is None:
+            self.exit_with = ExecResult(0, "")
+            self.on_end()
         return self.exit_with
 
     def close(self) -> None:
@@ -67,6 +75,8 @@ class FakeExecutor:
     hanging: set[str] = field(default_factory=set)  # command values that never end
     background_dies: bool = False  # the background action exits before ${WAIT_CMD}
     files: set[str] = field(default_factory=set)  # "pod:path" marks
+    held: dict[str, Holding] = field(default_factory=dict)  # "pod:mark" -> its background command
+    unlock_polls: int = 0  # how slowly a released background command finishes
     gone: set[str] = field(default_factory=set)  # pods that vanished
 
     def start(self, namespace: str, pod: str, container: str, argv: Sequence[str]):
@@ -85,7 +95,8 @@ class FakeExecutor:
             self.timeline.append(f"hold {pod}")
             if f"sh {mark}.sh" in command:
                 self.files.add(f"{pod}:{mark}.reached")
-            return Holding()
+            self.held[f"{pod}:{mark}"] = Holding(on_end=lambda: self.timeline.append(f"unlocked {pod}"))
+            return self.held[f"{pod}:{mark}"]
         if argv[0] == "test":
             return Finished(ExecResult(0 if f"{pod}:{argv[2]}" in self.files else 1, ""))
         # release: touches <mark>.release when <mark>.reached exists
@@ -93,6 +104,8 @@ class FakeExecutor:
         if f"{pod}:{mark}.reached" in self.files:
             self.files.discard(f"{pod}:{mark}.reached")
             self.timeline.append(f"release {pod}")
+            if f"{pod}:{mark}" in self.held:  # the command after ${WAIT_CMD} runs to its end
+                self.held[f"{pod}:{mark}"].unlock_polls = self.unlock_polls
         return Finished(ExecResult(0, ""))
 
     def holding(self) -> bool:

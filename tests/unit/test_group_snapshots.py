@@ -248,3 +248,13 @@ def test_a_stopping_controller_releases_what_it_holds_at_once():
     assert executor.holding()
     runner.release_all()
     assert not executor.holding() and clock.now < 5
+
+
+def test_the_post_rule_runs_only_once_the_pre_rule_has_unlocked():
+    _, executor, cluster, controller, _ = world()
+    executor.unlock_polls = 20  # the command after ${WAIT_CMD} takes a while to end
+    cluster.add_group(group(preExecRule="quiesce", postExecRule="resume"))
+    controller.process("ns", "gvs")
+    line = executor.timeline
+    assert status(cluster)["status"] == "Successful"
+    assert line.index("release db-0") < line.index("unlocked db-0") < line.index("run echo resumed in db-0/app")
