@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import Flask
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -17,16 +18,17 @@ from werkzeug.serving import make_server
 from controller.execs import KubePodExec
 from controller.groupsnapshots import GroupSnapshotController, GroupSnapshotSettings
 from controller.health import MIN_INTERVAL, HealthMonitor, MonitorSettings
-from controller.kubesnapshots import KubeSnapshotCluster
+from controller.kubesnapshots import KubeScheduleCluster, KubeSnapshotCluster
 from controller.leader import AlwaysLeader, KubeLeases, LeaderElector, LeaseSettings
 from controller.rules import RuleRunner, RuleSettings
+from controller.schedules import ScheduleController, ScheduleSettings
 from storkcore import cli, objects
 from storkcore.cluster import ClusterState
 from storkcore.drivers import make_driver
 from storkcore.events import EventRecorder
 from storkcore.kube import PODS, ApiError, Kube, load_api_client
 from storkcore.logs import setup_logging
-from storkcore.snapshots import GROUP_SNAPSHOTS
+from storkcore.snapshots import GROUP_SNAPSHOTS, SCHEDULE_POLICIES, SNAPSHOT_SCHEDULES
 from storkcore.web import add_health_routes
 
 log = logging.getLogger("stork.controller")
@@ -103,7 +105,13 @@ def build_parser() -> cli.EnvDefaultsParser:
     )
     snapshots = parser.add_argument_group("group snapshots")
     snapshots.add_argument(
-        "--group-snapshots", action=argparse.BooleanOptionalAction, default=True, help="run GroupVolumeSnapshots"
+        "--group-snapshots",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run GroupVolumeSnapshots and snapshot schedules",
+    )
+    snapshots.add_argument(
+        "--schedule-timezone", default="UTC", help="timezone of the times in SchedulePolicies (an IANA name)"
     )
     snapshots.add_argument("--rule-action-timeout", type=float, default=60.0, help="seconds for each rule action")
     snapshots.add_argument(
@@ -124,6 +132,10 @@ def build_parser() -> cli.EnvDefaultsParser:
 def snapshot_settings_from(
     parser: argparse.ArgumentParser, args: argparse.Namespace
 ) -> tuple[RuleSettings, GroupSnapshotSettings]:
+    try:
+        ZoneInfo(args.schedule_timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        parser.error(f"--schedule-timezone: unknown timezone {args.schedule_timezone!r}")
     if args.snapshot_cut_timeout >= args.rule_hold_timeout:
         parser.error("--snapshot-cut-timeout must be shorter than --rule-hold-timeout (the lock must outlast the cut)")
     for flag in ("rule_action_timeout", "rule_hold_timeout", "snapshot_prechecks_timeout", "snapshot_ready_timeout"):
@@ -175,8 +187,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ValueError as err:
         parser.error(str(err))
     cluster.store(PODS)
-    if args.group_snapshots:
-        cluster.store(GROUP_SNAPSHOTS)  # needs the GroupVolumeSnapshot CRD
+    if args.group_snapshots:  # needs stork's snapshot CRDs
+        for resource in (GROUP_SNAPSHOTS, SNAPSHOT_SCHEDULES, SCHEDULE_POLICIES):
+            cluster.store(resource)
     cluster.start()
     registry = CollectorRegistry()
     metrics = ControllerMetrics(registry)
@@ -199,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     elector.start()
     events = EventRecorder(kube, "stork-controller")
     monitor = HealthMonitor(driver, KubePodActions(kube), events, settings, time.monotonic, elector.is_leader, metrics)
-    groups = None
+    groups = schedules = None
     if args.group_snapshots:
         snapshot_cluster = KubeSnapshotCluster(kube, cluster, events)
         # pods/exec needs a client of its own (see controller.execs)
@@ -211,17 +224,23 @@ def main(argv: Sequence[str] | None = None) -> None:
             elector.is_leader,
             on_finish=metrics.group_snapshot_finished,
         )
+        schedules = ScheduleController(
+            KubeScheduleCluster(kube, cluster, events),
+            ScheduleSettings(args.schedule_timezone),
+            is_leader=elector.is_leader,
+        )
     while not stop.is_set():
         try:
             wait = monitor.tick()
         except Exception:
             log.exception("health monitor tick failed")
             wait = min(settings.interval, 10.0)
-        if groups is not None:
-            try:
-                groups.tick()
-            except Exception:
-                log.exception("group snapshot tick failed")
+        for part in (groups, schedules):
+            if part is not None:
+                try:
+                    part.tick()
+                except Exception:
+                    log.exception("snapshot tick failed", extra={"part": type(part).__name__})
         stop.wait(min(wait, 1.0) if wait > 0 else 0.05)  # wake often to notice leadership changes
     if groups is not None:
         groups.rules.release_all()  # a stopping controller does not leave an application held

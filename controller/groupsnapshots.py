@@ -228,10 +228,18 @@ class GroupSnapshotController:
     def _plan(self, group: Mapping[str, Any]) -> tuple[Plan | None, str]:
         namespace = objects.namespace(group)
         selector = objects.dig(group, "spec", "pvcSelector")
+        names = set(objects.items(group, "spec", "pvcNames"))
         pvcs = sorted(
-            (p for p in self.cluster.pvcs(namespace) if label_selector_matches(objects.labels(p), selector)),
+            (
+                p
+                for p in self.cluster.pvcs(namespace)
+                if objects.name(p) in names or (selector and label_selector_matches(objects.labels(p), selector))
+            ),
             key=objects.name,
         )
+        missing = sorted(names - {objects.name(p) for p in pvcs})
+        if missing:
+            return None, f"spec.pvcNames: PVC {', '.join(missing)} not found in namespace {namespace}"
         if not pvcs:
             return None, f"spec.pvcSelector matches no PVC in namespace {namespace}"
         unbound = [objects.name(p) for p in pvcs if objects.text(p, "status", "phase") != "Bound"]

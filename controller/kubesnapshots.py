@@ -1,4 +1,4 @@
-"""The group snapshot controller's view of the cluster, over the apiserver.
+"""The group snapshot and schedule controllers' view of the cluster, over the apiserver.
 
 Groups, PVCs and pods come from the watch caches; whatever the controller is about to act on
 (a group's own status, a VolumeSnapshot's progress, a Rule, the snapshot classes) is read
@@ -14,7 +14,15 @@ from storkcore import claims, objects
 from storkcore.cluster import ClusterState
 from storkcore.events import EventRecorder
 from storkcore.kube import PODS, PVCS, ApiError, Kube
-from storkcore.snapshots import GROUP_LABEL, GROUP_SNAPSHOTS, RULES, VOLUME_SNAPSHOT_CLASSES, VOLUME_SNAPSHOTS
+from storkcore.snapshots import (
+    GROUP_LABEL,
+    GROUP_SNAPSHOTS,
+    RULES,
+    SCHEDULE_POLICIES,
+    SNAPSHOT_SCHEDULES,
+    VOLUME_SNAPSHOT_CLASSES,
+    VOLUME_SNAPSHOTS,
+)
 
 
 class KubeSnapshotCluster:
@@ -72,3 +80,43 @@ class KubeSnapshotCluster:
 
     def pod(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self.kube.get(PODS, namespace, name)
+
+
+class KubeScheduleCluster:
+    """The schedule controller's view: schedules, policies and groups from the watch caches
+    (one GET on a miss), writes to the API."""
+
+    def __init__(self, kube: Kube, cluster: ClusterState, events: EventRecorder) -> None:
+        self.kube = kube
+        self.state = cluster
+        self.events = events
+
+    def schedules(self) -> list[dict[str, Any]]:
+        return self.state.store(SNAPSHOT_SCHEDULES).list()
+
+    def policy(self, name: str) -> dict[str, Any] | None:
+        return self.state.get(SCHEDULE_POLICIES, "", name)
+
+    def group(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.state.get(GROUP_SNAPSHOTS, namespace, name)
+
+    def create_group(self, namespace: str, body: Mapping[str, Any]) -> None:
+        self.kube.create(GROUP_SNAPSHOTS, namespace, body)
+
+    def delete_group(self, namespace: str, name: str) -> None:
+        try:
+            self.kube.delete(GROUP_SNAPSHOTS, namespace, name, {"propagationPolicy": "Background"})
+        except ApiError as err:
+            if err.status != 404:
+                raise
+
+    def patch_schedule_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        self.kube.patch(SNAPSHOT_SCHEDULES, namespace, name, {"status": dict(status)}, subresource="status")
+
+    def event(self, obj: Mapping[str, Any], event_type: str, reason: str, message: str) -> None:
+        self.events.record(
+            {"apiVersion": "stork.libopenstorage.org/v1alpha1", "kind": "VolumeSnapshotSchedule", **obj},
+            event_type,
+            reason,
+            message,
+        )

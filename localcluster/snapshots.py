@@ -38,7 +38,9 @@ from storkcore.kube import PVCS, PVS, ApiError, Kube
 from storkcore.snapshots import (
     GROUP_SNAPSHOTS,
     RULES,
+    SCHEDULE_POLICIES,
     SNAPSHOT_GROUP,
+    SNAPSHOT_SCHEDULES,
     VOLUME_SNAPSHOT_CLASSES,
     VOLUME_SNAPSHOT_CONTENTS,
     VOLUME_SNAPSHOTS,
@@ -142,18 +144,24 @@ def snapshot_crds() -> list[dict[str, Any]]:
 
 
 def install_snapshot_crds(kube: Kube) -> None:
-    """The CSI snapshot CRDs and stork's Rule and GroupVolumeSnapshot CRDs (as shipped)."""
-    shipped = [
-        yaml.safe_load((REPO / "manifests" / "base" / f).read_text())
-        for f in ("rule-crd.yaml", "groupvolumesnapshot-crd.yaml")
-    ]
+    """The CSI snapshot CRDs and stork's own CRDs (as shipped in manifests/base)."""
+    files = ("rule-crd.yaml", "groupvolumesnapshot-crd.yaml", "schedule-crds.yaml")
+    shipped = [doc for f in files for doc in yaml.safe_load_all((REPO / "manifests" / "base" / f).read_text())]
     for body in [*snapshot_crds(), *shipped]:
         try:
             kube.create(CRDS, "", body)
         except ApiError as err:
             if err.status != 409:
                 raise
-    for resource in (VOLUME_SNAPSHOTS, VOLUME_SNAPSHOT_CONTENTS, VOLUME_SNAPSHOT_CLASSES, RULES, GROUP_SNAPSHOTS):
+    for resource in (
+        VOLUME_SNAPSHOTS,
+        VOLUME_SNAPSHOT_CONTENTS,
+        VOLUME_SNAPSHOT_CLASSES,
+        RULES,
+        GROUP_SNAPSHOTS,
+        SCHEDULE_POLICIES,
+        SNAPSHOT_SCHEDULES,
+    ):
         _wait_for_crd(kube, resource)
 
 

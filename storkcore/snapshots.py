@@ -17,6 +17,8 @@ SNAPSHOT_GROUP = "snapshot.storage.k8s.io"
 
 RULES = Resource(STORK_GROUP, STORK_VERSION, "rules")
 GROUP_SNAPSHOTS = Resource(STORK_GROUP, STORK_VERSION, "groupvolumesnapshots")
+SCHEDULE_POLICIES = Resource(STORK_GROUP, STORK_VERSION, "schedulepolicies")
+SNAPSHOT_SCHEDULES = Resource(STORK_GROUP, STORK_VERSION, "volumesnapshotschedules")
 VOLUME_SNAPSHOTS = Resource(SNAPSHOT_GROUP, "v1", "volumesnapshots")
 VOLUME_SNAPSHOT_CONTENTS = Resource(SNAPSHOT_GROUP, "v1", "volumesnapshotcontents")
 VOLUME_SNAPSHOT_CLASSES = Resource(SNAPSHOT_GROUP, "v1", "volumesnapshotclasses")

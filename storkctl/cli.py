@@ -1,4 +1,4 @@
-"""`storkctl`: day-2 commands (today: restore a GroupVolumeSnapshot into new PVCs).
+"""`storkctl`: day-2 commands: get, create, restore, explain.
 
 kubectl-style: `--kubeconfig`, else in-cluster, else `KUBECONFIG` / `~/.kube/config`.
 Exit codes: 0 done, 1 the cluster said no (not found, not ready, exists, forbidden), 2 usage.
@@ -14,12 +14,9 @@ from typing import Any
 from storkcore import objects
 from storkcore.kube import PVCS, ApiError, Kube, load_api_client
 from storkcore.snapshots import GROUP_SNAPSHOTS, SNAPSHOT_GROUP, SUCCESSFUL, VOLUME_SNAPSHOTS
+from storkctl.objects import Refused, add_get_and_create, create, get
 
 RESTORED_FROM = "stork.libopenstorage.org/restored-from"
-
-
-class Refused(Exception):
-    """What the cluster or the object's state does not allow; printed as `error: ...`, exit 1."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("-n", "--namespace", default="default", help="namespace of the GroupVolumeSnapshot")
     restore.add_argument("--suffix", default="", help="name the new PVCs SOURCE-SUFFIX (default: the source's name)")
     restore.add_argument("--dry-run", action="store_true", help="print the PVCs, create nothing")
+    add_get_and_create(commands)
     return parser
 
 
@@ -115,6 +113,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "restore":
             restore(kube, args)
+        elif args.command == "get":
+            get(kube, args)
+        elif args.command == "create":
+            create(kube, args)
     except Refused as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

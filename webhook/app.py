@@ -13,11 +13,13 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from storkcore import objects
 from storkcore.cluster import StateUnavailable
 from storkcore.drivers.base import Driver
-from storkcore.snapshots import RULES, SNAPSHOT_GROUP
+from storkcore.kube import Resource
+from storkcore.snapshots import RULES, SCHEDULE_POLICIES, SNAPSHOT_GROUP
 from storkcore.web import add_health_routes, json_error, json_response
 from webhook.admission import AdmissionSettings, Decision, decide
 from webhook.review import NotAReview, Review, allow, deny, parse_review
 from webhook.rules import RULE_GROUP, rule_problems
+from webhook.schedules import schedule_policy_problems, snapshot_schedule_problems
 from webhook.snapshots import group_snapshot_problems, volume_snapshot_warnings
 
 log = logging.getLogger(__name__)
@@ -64,23 +66,33 @@ def validate(driver: Driver, review: Review) -> tuple[dict[str, Any], str]:
     if group == SNAPSHOT_GROUP and kind == "VolumeSnapshot":
         warnings = volume_snapshot_warnings(review.object)
         return allow(review, warnings=warnings), "warned" if warnings else "allowed"
-    if group != RULE_GROUP or kind not in ("Rule", "GroupVolumeSnapshot"):
+    checks: dict[str, Callable[[], list[str]]] = {
+        "Rule": lambda: rule_problems(review.object),
+        "GroupVolumeSnapshot": lambda: group_snapshot_problems(
+            review.object, review.namespace, lambda ns, name: _read(driver, RULES, ns, name)
+        ),
+        "SchedulePolicy": lambda: schedule_policy_problems(review.object),
+        "VolumeSnapshotSchedule": lambda: snapshot_schedule_problems(
+            review.object, lambda name: _read(driver, SCHEDULE_POLICIES, "", name, missing_is_unknown=False)
+        ),
+    }
+    if group != RULE_GROUP or kind not in checks:
         return allow(review), "ignored"
-    if kind == "Rule":
-        problems = rule_problems(review.object)
-    else:
-        problems = group_snapshot_problems(review.object, review.namespace, lambda ns, name: _rule(driver, ns, name))
+    problems = checks[kind]()
     if problems:
         return deny(review, f"invalid {kind}: {'; '.join(problems)}"), "denied"
     return allow(review), "allowed"
 
 
-def _rule(driver: Driver, namespace: str, name: str) -> dict[str, Any] | None:
-    """One direct read (admission of a snapshot is rare); unknown when the API cannot say."""
+def _read(
+    driver: Driver, resource: Resource, namespace: str, name: str, missing_is_unknown: bool = True
+) -> dict[str, Any] | None:
+    """One direct read (these admissions are rare). When the API cannot say: None, or a stand-in
+    object when a missing object would deny (never deny for our own trouble)."""
     try:
-        return driver.cluster.get(RULES, namespace, name)
+        return driver.cluster.get(resource, namespace, name)
     except StateUnavailable:
-        return None
+        return None if missing_is_unknown else {}
 
 
 def _pod_name(pod: Any) -> str:

@@ -23,7 +23,14 @@ def group_snapshot_problems(group: Any, namespace: str, lookup_rule: RuleLookup)
     spec = objects.dig(group, "spec")
     if not isinstance(spec, Mapping):
         return ["spec: must be an object"]
-    problems = label_selector_problems("spec.pvcSelector", spec.get("pvcSelector"))
+    names = spec.get("pvcNames")
+    problems: list[str] = []
+    if names is not None and (
+        not isinstance(names, list) or not all(isinstance(n, str) and DNS_SUBDOMAIN.match(n) for n in names)
+    ):
+        problems.append("spec.pvcNames: must be a list of PVC names")
+    if spec.get("pvcSelector") is not None or not names:
+        problems += label_selector_problems("spec.pvcSelector", spec.get("pvcSelector"))
     for field in ("preExecRule", "postExecRule", "volumeSnapshotClassName"):
         value = spec.get(field)
         if value is not None and (not isinstance(value, str) or not DNS_SUBDOMAIN.match(value)):

@@ -117,6 +117,11 @@ def test_longhorn_gets_a_default_snapshot_class_and_the_group_snapshot_crd_is_in
 
 def test_the_validating_webhook_sees_group_snapshots_and_csi_snapshots():
     (config,) = of_kind(render("longhorn"), "ValidatingWebhookConfiguration")
-    rules = config["webhooks"][0]["rules"]
-    assert {"rules", "groupvolumesnapshots"} <= set(rules[0]["resources"])
-    assert rules[1]["apiGroups"] == ["snapshot.storage.k8s.io"] and rules[1]["resources"] == ["volumesnapshots"]
+    by_group: dict[str, set[str]] = {}
+    for rule in config["webhooks"][0]["rules"]:
+        for group in rule["apiGroups"]:
+            by_group.setdefault(group, set()).update(rule["resources"])
+    assert by_group == {
+        "stork.libopenstorage.org": {"rules", "groupvolumesnapshots", "volumesnapshotschedules", "schedulepolicies"},
+        "snapshot.storage.k8s.io": {"volumesnapshots"},
+    }

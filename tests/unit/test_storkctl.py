@@ -99,3 +99,76 @@ def test_a_missing_kubeconfig_is_a_clear_error_with_exit_code_1(capsys):
     with pytest.raises(SystemExit) as usage:
         main(["restore"])
     assert usage.value.code == 2
+
+
+class ListingKube(FakeKube):
+    def request(self, method, path, query=None, body=None):
+        plural = path.rstrip("/").split("/")[-1]
+        namespaced = "/namespaces/" in path
+        items = [
+            o
+            for (resource, namespace, _), o in self.objects.items()
+            if resource.plural == plural and (not namespaced or f"/namespaces/{namespace}/" in path)
+        ]
+        return {"items": items}
+
+
+def test_get_prints_a_table_and_yaml(capsys):
+    from storkcore.snapshots import SCHEDULE_POLICIES, SNAPSHOT_SCHEDULES
+    from storkctl.objects import get
+
+    kube = ListingKube(cluster().objects)
+    kube.objects[(SNAPSHOT_SCHEDULES, "prod", "nightly")] = {
+        "metadata": {"name": "nightly", "namespace": "prod", "creationTimestamp": "2020-01-01T00:00:00Z"},
+        "spec": {"schedulePolicyName": "daily"},
+        "status": {
+            "items": {
+                "Daily": [
+                    {"name": "nightly-daily-1", "creationTimestamp": "2020-01-02T00:00:00Z", "status": "Successful"}
+                ]
+            }
+        },
+    }
+    kube.objects[(SCHEDULE_POLICIES, "", "daily")] = {
+        "metadata": {"name": "daily"},
+        "policy": {"daily": {"time": "1:00AM", "retain": 3}},
+    }
+    get(kube, build_parser().parse_args(["get", "schedules", "-n", "prod"]))
+    header, row = capsys.readouterr().out.splitlines()
+    assert header.split() == ["NAME", "POLICY", "SUSPEND", "LAST", "LAST-STATUS", "AGE"]
+    assert row.split()[:5] == ["nightly", "daily", "false", "nightly-daily-1", "Successful"]
+    get(kube, build_parser().parse_args(["get", "sp", "-o", "wide"]))
+    assert "1:00AM retain 3" in capsys.readouterr().out
+    get(kube, build_parser().parse_args(["get", "gvs", "db-backup", "-n", "prod", "-o", "yaml"]))
+    assert "volumeSnapshotName: db-backup-data-0" in capsys.readouterr().out
+
+
+def test_create_builds_upstream_shaped_objects_and_refuses_ambiguous_selection(capsys):
+    from storkctl.objects import Refused, create
+
+    kube = FakeKube({})
+    create(
+        kube,
+        build_parser().parse_args(
+            ["create", "schedule", "nightly", "-n", "prod", "--policy", "daily", "--pvc", "data", "--pre-rule", "lock"]
+        ),
+    )
+    (schedule,) = kube.created
+    assert schedule["spec"] == {
+        "schedulePolicyName": "daily",
+        "suspend": False,
+        "reclaimPolicy": "Delete",
+        "preExecRule": "lock",
+        "template": {"spec": {"persistentVolumeClaimName": "data"}},
+    }
+    create(
+        kube,
+        build_parser().parse_args(["create", "groupsnapshot", "now", "-n", "prod", "--pvc-selector", "app=db,tier=x"]),
+    )
+    assert kube.created[-1]["spec"] == {"pvcSelector": {"matchLabels": {"app": "db", "tier": "x"}}}
+    assert capsys.readouterr().out.splitlines() == [
+        "volumesnapshotschedule/nightly created",
+        "groupvolumesnapshot/now created",
+    ]
+    with pytest.raises(Refused, match="exactly one of --pvc NAME and --pvc-selector"):
+        create(kube, build_parser().parse_args(["create", "groupsnapshot", "x", "--pvc", "a", "--pvc-selector", "a=b"]))

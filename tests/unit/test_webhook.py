@@ -430,3 +430,70 @@ def test_a_csi_snapshot_with_upstream_rule_annotations_is_admitted_with_a_warnin
     del snap["metadata"]["annotations"]
     _, answer = Webhook(world).post("/validate", review(snap, kind=("snapshot.storage.k8s.io", "v1", "VolumeSnapshot")))
     assert answer["response"]["allowed"] is True and "warnings" not in answer["response"]
+
+
+def validate_kind(world, kind, body, namespace="default"):
+    status, answer = Webhook(world).post(
+        "/validate", review(body, namespace=namespace, kind=("stork.libopenstorage.org", "v1alpha1", kind))
+    )
+    assert status == 200
+    return answer["response"]
+
+
+def test_a_schedule_policy_of_every_type_is_allowed(world):
+    policy = {
+        "policy": {
+            "interval": {"intervalMinutes": 30, "retain": 4},
+            "daily": {"time": "10:14PM"},
+            "weekly": {"day": "Sunday", "time": "1:00AM", "retain": 2},
+            "monthly": {"date": 31, "time": "6:30AM"},
+        }
+    }
+    assert validate_kind(world, "SchedulePolicy", policy, namespace="")["allowed"] is True
+
+
+@pytest.mark.parametrize(
+    ("policy", "message"),
+    [
+        ({}, "policy: must have at least one of interval, daily, weekly, monthly"),
+        ({"interval": {"intervalMinutes": 0}}, "policy.interval.intervalMinutes: must be 1 or more"),
+        ({"daily": {"time": "22:14"}}, "policy.daily.time: must be a time like 10:14PM, got '22:14'"),
+        ({"weekly": {"day": "Funday", "time": "1:00AM"}}, "policy.weekly.day: must be a weekday"),
+        ({"monthly": {"date": 32, "time": "1:00AM"}}, "policy.monthly.date: must be a day of the month, 1-31"),
+        ({"daily": {"time": "1:00AM", "retain": 0}}, "policy.daily.retain: must be 1 or more"),
+    ],
+)
+def test_bad_schedule_policies_are_denied_naming_the_field(world, policy, message):
+    response = validate_kind(world, "SchedulePolicy", {"policy": policy}, namespace="")
+    assert response["allowed"] is False and message in response["status"]["message"]
+
+
+def test_a_snapshot_schedule_needs_an_existing_policy_and_one_way_to_choose_its_pvcs(world):
+    from storkcore.snapshots import SCHEDULE_POLICIES
+
+    world.cluster.store(SCHEDULE_POLICIES).upsert(
+        {"metadata": {"name": "nightly"}, "policy": {"daily": {"time": "1:00AM"}}}
+    )
+    good = {"spec": {"schedulePolicyName": "nightly", "template": {"spec": {"persistentVolumeClaimName": "data"}}}}
+    assert validate_kind(world, "VolumeSnapshotSchedule", good)["allowed"] is True
+    cases = [
+        (
+            {"schedulePolicyName": "weekly", "template": {"spec": {"persistentVolumeClaimName": "data"}}},
+            "spec.schedulePolicyName: SchedulePolicy weekly does not exist",
+        ),
+        (
+            {"schedulePolicyName": "nightly", "template": {"spec": {}}},
+            "spec.template.spec: needs exactly one of persistentVolumeClaimName and pvcSelector",
+        ),
+        (
+            {
+                "schedulePolicyName": "nightly",
+                "reclaimPolicy": "Keep",
+                "template": {"spec": {"pvcSelector": {"matchLabels": {"a": "b"}}}},
+            },
+            "spec.reclaimPolicy: must be Delete or Retain",
+        ),
+    ]
+    for spec, message in cases:
+        response = validate_kind(world, "VolumeSnapshotSchedule", {"spec": spec})
+        assert response["allowed"] is False and message in response["status"]["message"]
