@@ -113,6 +113,12 @@ def build_parser() -> cli.EnvDefaultsParser:
     snapshots.add_argument(
         "--schedule-timezone", default="UTC", help="timezone of the times in SchedulePolicies (an IANA name)"
     )
+    snapshots.add_argument(
+        "--unsafe-interval-minute-seconds",
+        type=float,
+        default=60.0,
+        help="seconds an interval policy's minute lasts (tests and demos only)",
+    )
     snapshots.add_argument("--rule-action-timeout", type=float, default=60.0, help="seconds for each rule action")
     snapshots.add_argument(
         "--rule-hold-timeout", type=float, default=300.0, help="seconds a background action holds at most"
@@ -226,7 +232,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         schedules = ScheduleController(
             KubeScheduleCluster(kube, cluster, events),
-            ScheduleSettings(args.schedule_timezone),
+            ScheduleSettings(args.schedule_timezone, args.unsafe_interval_minute_seconds),
             is_leader=elector.is_leader,
         )
     while not stop.is_set():

@@ -89,11 +89,11 @@ def _day_in_month(year: int, month: int, wanted: int) -> date:
     return date(year, month, min(wanted, calendar.monthrange(year, month)[1]))
 
 
-def is_due(kind: str, spec: Mapping[str, Any], now: datetime, last: datetime) -> bool:
+def is_due(kind: str, spec: Mapping[str, Any], now: datetime, last: datetime, minute: float = 60.0) -> bool:
     """Whether `kind` triggers now, its last trigger (or the schedule's creation) being `last`."""
     if kind == "interval":
         minutes = spec.get("intervalMinutes")
-        return isinstance(minutes, int | float) and minutes > 0 and now - last >= timedelta(minutes=minutes)
+        return isinstance(minutes, int | float) and minutes > 0 and now - last >= timedelta(seconds=minutes * minute)
     return latest_window(kind, spec, now) > last
 
 
@@ -121,6 +121,7 @@ class ScheduleCluster(Protocol):
 @dataclass(frozen=True)
 class ScheduleSettings:
     timezone: str = "UTC"
+    minute: float = 60.0  # seconds in an interval policy's minute (shorter only in tests and demos)
 
 
 class ScheduleController:
@@ -133,6 +134,7 @@ class ScheduleController:
     ) -> None:
         self.cluster = cluster
         self.zone = ZoneInfo(settings.timezone)
+        self.minute = settings.minute
         self.now = now
         self.is_leader = is_leader
 
@@ -173,7 +175,7 @@ class ScheduleController:
                 return True  # a new interval schedule takes its first snapshot at once
             last = parse_rfc3339(objects.text(schedule, "metadata", "creationTimestamp")) or self.now()
         try:
-            return is_due(kind, spec, self.now().astimezone(self.zone), last.astimezone(self.zone))
+            return is_due(kind, spec, self.now().astimezone(self.zone), last.astimezone(self.zone), self.minute)
         except ValueError as err:  # a policy the webhook would have denied
             self.cluster.event(schedule, "Warning", "InvalidPolicy", str(err))
             return False

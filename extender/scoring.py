@@ -20,6 +20,7 @@ from storkcore.model import NodeStatus, StorageNode, Topology, Volume
 from storkcore.pods import PodStorage, anti_hyperconverged
 
 REPLICA, RACK, ZONE, REGION = 100, 50, 25, 10
+POINTS = {"replica": REPLICA, "rack": RACK, "zone": ZONE, "region": REGION}
 FLOOR = 5  # a storage node with no locality still beats a non-storage node
 UNKNOWN = 0
 REMOTE_BONUS = 100  # anti-hyperconvergence: every Online non-replica node
@@ -50,19 +51,24 @@ class Locality:
         )
 
     def score(self, storage_id: str, status: NodeStatus, topology: Topology) -> int:
+        return self.match(storage_id, status, topology)[1]
+
+    def match(self, storage_id: str, status: NodeStatus, topology: Topology) -> tuple[str, int]:
+        """The best match ("replica", "rack", "zone", "region" or "") and its points."""
         if status not in _LOCALITY:
-            return 0
+            return "", 0
         if storage_id in self.local_replicas:
-            best = REPLICA
+            best = "replica"
         elif storage_id in self.replicas or topology.rack_key in self.racks:
-            best = RACK
+            best = "rack"
         elif topology.zone_key in self.zones:
-            best = ZONE
+            best = "zone"
         elif topology.region_key in self.regions:
-            best = REGION
+            best = "region"
         else:
-            best = 0
-        return best // 2 if status == NodeStatus.STORAGE_DOWN else best
+            return "", 0
+        points = POINTS[best]
+        return best, points // 2 if status == NodeStatus.STORAGE_DOWN else points
 
 
 def score_candidates(
@@ -72,16 +78,10 @@ def score_candidates(
         return [UNKNOWN] * len(candidates)  # no opinion
     if ann.is_true(objects.annotations(pod).get(ann.DISABLE_HYPERCONVERGENCE)):
         return [FLOOR] * len(candidates)
-    scored = [
-        Locality.of(v, index_by_id)
-        for v in storage.volumes
-        if not anti_hyperconverged(v) and not ann.is_true(v.labels.get(ann.SKIP_SCHEDULER_SCORING))
-    ]
-    remote = [v for v in storage.volumes if anti_hyperconverged(v)]
+    scored, remote = _scored_volumes(storage, index_by_id)
 
     def node_score(node: StorageNode, storage_id: str) -> int:
-        total = sum(loc.score(storage_id, node.status, node.topology) for loc in scored) or FLOOR
-        return _anti_hyperconverge(total, storage_id, node.status, remote) if remote else total
+        return _node_score(node, storage_id, scored, remote)
 
     # A node holding no replica scores by its place (status and topology) alone, so each
     # place is scored once; the few replica holders are scored one by one.
@@ -89,18 +89,77 @@ def score_candidates(
     for candidate in {c.place: c for c in candidates}.values():
         if candidate.storage is not None:
             by_place[candidate.place] = node_score(candidate.storage, "")
-    holders = frozenset().union(*(loc.replicas for loc in scored), *(v.data_nodes for v in remote))
+    holders = frozenset().union(*(loc.replicas for _, loc in scored), *(v.data_nodes for v in remote))
     return [
         node_score(c.storage, c.storage_id) if c.storage_id in holders else by_place[c.place]  # type: ignore[arg-type]
         for c in candidates
     ]
 
 
-def _anti_hyperconverge(score: int, storage_id: str, status: NodeStatus, remote: list[Volume]) -> int:
+def _scored_volumes(
+    storage: PodStorage, index_by_id: Mapping[str, StorageNode]
+) -> tuple[list[tuple[str, Locality]], list[Volume]]:
+    """(volume name, locality) of the volumes that score by locality, and the anti-hyperconverged ones."""
+    scored = [
+        (v.claim or v.id, Locality.of(v, index_by_id))
+        for v in storage.volumes
+        if not anti_hyperconverged(v) and not ann.is_true(v.labels.get(ann.SKIP_SCHEDULER_SCORING))
+    ]
+    return scored, [v for v in storage.volumes if anti_hyperconverged(v)]
+
+
+def _node_score(
+    node: StorageNode,
+    storage_id: str,
+    scored: list[tuple[str, Locality]],
+    remote: list[Volume],
+    parts: list[str] | None = None,
+) -> int:
+    """One storage node's score; with `parts`, also why (the same arithmetic, written down)."""
+    total = 0
+    for volume, locality in scored:
+        kind, points = locality.match(storage_id, node.status, node.topology)
+        total += points
+        if parts is not None:
+            halved = " halved: StorageDown" if kind and node.status == NodeStatus.STORAGE_DOWN else ""
+            parts.append(f"{volume}: {kind or 'no locality'} {points}{halved}")
+    if total == 0:
+        total = FLOOR
+        if parts is not None:
+            parts.append(f"floor {FLOOR}")
+    if remote:
+        total = _anti_hyperconverge(total, storage_id, node.status, remote, parts)
+    return total
+
+
+def _anti_hyperconverge(
+    score: int, storage_id: str, status: NodeStatus, remote: list[Volume], parts: list[str] | None = None
+) -> int:
     """Volumes served over the network prefer nodes without their replicas."""
     if any(storage_id in v.data_nodes for v in remote):
+        if parts is not None:
+            parts.append(f"anti-hyperconvergence: holds a replica of a shared volume, {FLOOR}")
         return FLOOR
-    return score + REMOTE_BONUS if status == NodeStatus.ONLINE else score
+    if status == NodeStatus.ONLINE:
+        if parts is not None:
+            parts.append(f"anti-hyperconvergence: +{REMOTE_BONUS}")
+        return score + REMOTE_BONUS
+    return score
+
+
+def explain_score(
+    pod: Mapping, storage: PodStorage, index_by_id: Mapping[str, StorageNode], candidate: Candidate
+) -> tuple[int, list[str]]:
+    """A candidate's score and its parts, by the code `score_candidates` runs (for `storkctl explain`)."""
+    if not storage.uses_driver or storage.blocked or storage.driver_error:
+        return UNKNOWN, ["no opinion: " + (storage.blocked or storage.driver_error or "no driver volumes")]
+    if ann.is_true(objects.annotations(pod).get(ann.DISABLE_HYPERCONVERGENCE)):
+        return FLOOR, [f"disableHyperconvergence: {FLOOR} everywhere"]
+    if candidate.storage is None:
+        return UNKNOWN, ["not a storage node"]
+    scored, remote = _scored_volumes(storage, index_by_id)
+    parts: list[str] = []
+    return _node_score(candidate.storage, candidate.storage_id, scored, remote, parts), parts
 
 
 def normalize(scores: list[int]) -> list[int]:

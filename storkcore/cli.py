@@ -50,8 +50,16 @@ def _from_env(raw: str, kwargs: dict) -> object:
 
 
 def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--driver", required=True, help=f"storage driver ({', '.join(sorted(available_drivers()))})")
     parser.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then ~/.kube/config)")
+    add_driver_arguments(parser)
+    parser.add_argument("--log-level", default="info", choices=LOG_LEVELS, help="log level")
+
+
+def add_driver_arguments(parser: argparse.ArgumentParser, driver_required: bool = True) -> None:
+    """The driver and how it reads the cluster (the same flags for every command that uses one)."""
+    parser.add_argument(
+        "--driver", required=driver_required, help=f"storage driver ({', '.join(sorted(available_drivers()))})"
+    )
     parser.add_argument(
         "--csi-driver-name",
         action="append",
@@ -62,7 +70,6 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--zone-label", action="append", default=[], help="node label(s) for the zone level")
     parser.add_argument("--region-label", action="append", default=[], help="node label(s) for the region level")
     parser.add_argument("--rack-label", action="append", default=[], help="node label(s) for the rack level")
-    parser.add_argument("--log-level", default="info", choices=LOG_LEVELS, help="log level")
 
 
 def add_serving_arguments(parser: argparse.ArgumentParser, default_bind: str, tls_required: bool = False) -> None:

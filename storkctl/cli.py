@@ -14,6 +14,7 @@ from typing import Any
 from storkcore import objects
 from storkcore.kube import PVCS, ApiError, Kube, load_api_client
 from storkcore.snapshots import GROUP_SNAPSHOTS, SNAPSHOT_GROUP, SUCCESSFUL, VOLUME_SNAPSHOTS
+from storkctl.explain import add_explain, explain_pod, print_report
 from storkctl.objects import Refused, add_get_and_create, create, get
 
 RESTORED_FROM = "stork.libopenstorage.org/restored-from"
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--suffix", default="", help="name the new PVCs SOURCE-SUFFIX (default: the source's name)")
     restore.add_argument("--dry-run", action="store_true", help="print the PVCs, create nothing")
     add_get_and_create(commands)
+    add_explain(commands)
     return parser
 
 
@@ -117,6 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             get(kube, args)
         elif args.command == "create":
             create(kube, args)
+        elif args.command == "explain":
+            print_report(explain_pod(kube, args), args.output)
     except Refused as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

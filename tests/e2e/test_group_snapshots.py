@@ -20,7 +20,7 @@ from localcluster.ledger import QUIESCE, consistent, create_rule, ledger_rules, 
 from localcluster.realnode import NODE_NAME, local_volume_claim, run_app_on_real_node
 from localcluster.snapshots import SIMULATED_LOCAL_DRIVER, SimulatedSnapshotter, snapshot_class
 from storkcore.kube import PVCS
-from storkcore.snapshots import GROUP_LABEL, GROUP_SNAPSHOTS, VOLUME_SNAPSHOTS
+from storkcore.snapshots import GROUP_LABEL, GROUP_SNAPSHOTS, SCHEDULE_POLICIES, SNAPSHOT_SCHEDULES, VOLUME_SNAPSHOTS
 from tests.e2e.conftest import CSI_NAMESPACE_LABELS
 from tests.e2e.helpers import pods_of, wait_for
 from tests.manifests.rendering import kubectl
@@ -46,6 +46,8 @@ CONTROLLER_ARGS = [
     "30",
     "--snapshot-ready-timeout",
     "30",
+    "--unsafe-interval-minute-seconds",
+    str(4),  # an interval policy's "minute" lasts 4 s here
 ]
 
 
@@ -293,3 +295,89 @@ def test_deleting_a_group_snapshot_deletes_its_volume_snapshots(kube, app):
     kube.delete(GROUP_SNAPSHOTS, NAMESPACE, "ledger-1", {"propagationPolicy": "Foreground"})
     wait_for(lambda: not _snapshots_of(kube, "ledger-1"), 60, "the garbage collector to delete them")
     wait_for(lambda: not any(c.exists() for c in copies), 30, "the simulated driver to drop the copies")
+
+
+def schedule(kube, name: str, policy: str, **spec) -> None:
+    body = {
+        "apiVersion": "stork.libopenstorage.org/v1alpha1",
+        "kind": "VolumeSnapshotSchedule",
+        "metadata": {"name": name},
+        "spec": {
+            "schedulePolicyName": policy,
+            "template": {"spec": {"pvcSelector": {"matchLabels": {"app": "ledger"}}}},
+            **spec,
+        },
+    }
+    kube.create(SNAPSHOT_SCHEDULES, NAMESPACE, body)
+
+
+def groups_of_schedule(kube, name: str) -> list[dict]:
+    path = GROUP_SNAPSHOTS.object_path(NAMESPACE, "").rstrip("/")
+    return kube.request("GET", path, {"labelSelector": f"stork.libopenstorage.org/snapshot-schedule={name}"})["items"]
+
+
+def test_an_interval_schedule_keeps_retain_and_delete_reclaims_its_snapshots(cluster, kube, app):
+    kube.create(
+        SCHEDULE_POLICIES,
+        "",
+        {
+            "apiVersion": "stork.libopenstorage.org/v1alpha1",
+            "kind": "SchedulePolicy",
+            "metadata": {"name": "every-4s"},
+            "policy": {"interval": {"intervalMinutes": 1, "retain": 2}},
+        },
+    )
+    schedule(kube, "frequent", "every-4s", preExecRule="quiesce", postExecRule="record")
+
+    seen: set[str] = set()
+
+    def settled():
+        items = (
+            kube.get(SNAPSHOT_SCHEDULES, NAMESPACE, "frequent").get("status", {}).get("items", {}).get("Interval", [])
+        )
+        seen.update(i["name"] for i in items)
+        live = {g["metadata"]["name"] for g in groups_of_schedule(kube, "frequent")}
+        successful = [i for i in items if i["status"] == "Successful"]
+        return (items, live) if len(seen) >= 4 and len(successful) == 2 and seen - live else None
+
+    items, live = wait_for(settled, 90, "four triggers and retention")
+    successful = [i for i in items if i["status"] == "Successful"]
+    assert len(successful) == 2 and {i["name"] for i in successful} <= live  # exactly retain, still there
+    for item in successful:  # scheduled snapshots run the rules too
+        assert copies_consistent(app, kube.get(GROUP_SNAPSHOTS, NAMESPACE, item["name"]))
+    kube.delete(SNAPSHOT_SCHEDULES, NAMESPACE, "frequent", {"propagationPolicy": "Foreground"})
+    wait_for(lambda: not groups_of_schedule(kube, "frequent"), 60, "reclaimPolicy Delete to remove the group snapshots")
+    wait_for(
+        lambda: not [s for s in _all_snapshots(kube) if s["metadata"]["name"].startswith("frequent-")],
+        60,
+        "their VolumeSnapshots to go",
+    )
+
+
+def _all_snapshots(kube) -> list[dict]:
+    return kube.request("GET", VOLUME_SNAPSHOTS.object_path(NAMESPACE, "").rstrip("/"))["items"]
+
+
+def test_a_restarted_controller_catches_a_missed_interval_up_once(cluster, kube, app):
+    kube.create(
+        SCHEDULE_POLICIES,
+        "",
+        {
+            "apiVersion": "stork.libopenstorage.org/v1alpha1",
+            "kind": "SchedulePolicy",
+            "metadata": {"name": "every-8s"},
+            "policy": {"interval": {"intervalMinutes": 2, "retain": 5}},
+        },
+    )
+    schedule(kube, "catch-up", "every-8s", reclaimPolicy="Retain")
+    wait_for(lambda: groups_of_schedule(kube, "catch-up"), 30, "the first trigger")
+    cluster.stop_process(CONTROLLER)
+    time.sleep(26)  # three windows of 8 s pass while it is down
+    before = len(groups_of_schedule(kube, "catch-up"))
+    cluster.start_controller(CONTROLLER, "csi", CONTROLLER_ARGS)
+    wait_for(lambda: len(groups_of_schedule(kube, "catch-up")) > before, 30, "the catch-up trigger")
+    time.sleep(4)  # half a window: a second catch-up would show by now
+    assert len(groups_of_schedule(kube, "catch-up")) == before + 1
+    kube.delete(SNAPSHOT_SCHEDULES, NAMESPACE, "catch-up")
+    time.sleep(2)
+    assert len(groups_of_schedule(kube, "catch-up")) == before + 1  # Retain: they outlive the schedule
