@@ -12,6 +12,7 @@ import contextlib
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -25,9 +26,10 @@ from localcluster.ledger import consistent, ledger_rules, run_ledger
 from localcluster.processes import stop_recorded
 from localcluster.realnode import local_volume_claim, run_on_real_node
 from localcluster.snapshots import SIMULATED_LOCAL_DRIVER, SimulatedSnapshotter, snapshot_class
+from localcluster.stork import console_script
 from storkcore import objects
 from storkcore.kube import PVCS, Kube, Resource, load_api_client
-from storkcore.snapshots import GROUP_SNAPSHOTS
+from storkcore.snapshots import GROUP_SNAPSHOTS, SCHEDULE_POLICIES, SNAPSHOT_SCHEDULES
 
 NAMESPACE = "demo"
 PODS_IN_DEMO = Resource("", "v1", "pods", NAMESPACE)
@@ -82,6 +84,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             say("starting stork-controller and a simulated CSI snapshotter; snapshotting the ledger ...")
             snapshotter = start_snapshot_demo(cluster, workdir)
         show(cluster.kube(), nodes)
+        show_explain(cluster)
         if snapshotter is not None:
             show_local_demo(cluster)
             show_snapshot_demo(cluster, snapshotter)
@@ -184,7 +187,8 @@ def show_local_demo(cluster: LocalCluster) -> None:
     pods = Resource("", "v1", "pods", LOCAL_NAMESPACE)
 
     def running() -> dict | None:
-        return next((p for p in kube.list(pods)[0] if p.get("status", {}).get("phase") == "Running"), None)
+        notes = [p for p in kube.list(pods)[0] if p["metadata"].get("labels", {}).get("app") == "notes"]
+        return next((p for p in notes if p.get("status", {}).get("phase") == "Running"), None)
 
     deadline = time.monotonic() + 90
     pod = running()
@@ -228,7 +232,34 @@ def start_snapshot_demo(cluster: LocalCluster, workdir: Path) -> SimulatedSnapsh
             "60",
             "--snapshot-cut-timeout",
             "30",
+            "--unsafe-interval-minute-seconds",
+            "10",  # the demo schedule's "every 3 minutes" passes in 30 s
         ],
+    )
+    kube.create(
+        SCHEDULE_POLICIES,
+        "",
+        {
+            "apiVersion": "stork.libopenstorage.org/v1alpha1",
+            "kind": "SchedulePolicy",
+            "metadata": {"name": "demo-frequent"},
+            "policy": {"interval": {"intervalMinutes": 3, "retain": 3}},
+        },
+    )
+    kube.create(
+        SNAPSHOT_SCHEDULES,
+        LOCAL_NAMESPACE,
+        {
+            "apiVersion": "stork.libopenstorage.org/v1alpha1",
+            "kind": "VolumeSnapshotSchedule",
+            "metadata": {"name": "ledger"},
+            "spec": {
+                "schedulePolicyName": "demo-frequent",
+                "preExecRule": "quiesce",
+                "postExecRule": "record",
+                "template": {"spec": {"pvcSelector": {"matchLabels": {"app": "ledger"}}}},
+            },
+        },
     )
     kube.create(
         GROUP_SNAPSHOTS,
@@ -268,6 +299,28 @@ def show_snapshot_demo(cluster: LocalCluster, snapshotter: SimulatedSnapshotter)
     if set(copies) == {"a", "b"}:
         agree = "consistent" if consistent(copies["a"], copies["b"]) else "NOT consistent"
         say(f"  the two copies are {agree}: every transaction is in both or in neither")
+    say("\nA schedule snapshots the ledger every 30 s here (keeps 3); storkctl shows them:")
+    storkctl(cluster, "get", "schedules", "-n", LOCAL_NAMESPACE)
+    storkctl(cluster, "get", "groupsnapshots", "-n", LOCAL_NAMESPACE)
+
+
+def show_explain(cluster: LocalCluster) -> None:
+    """Why the postgres pod landed where it did, as `storkctl explain` tells it."""
+    pods = [p for p in cluster.kube().list(PODS_IN_DEMO)[0] if p["metadata"].get("labels", {}).get("app") == "postgres"]
+    if pods:
+        say("\nWhy postgres runs where it runs (storkctl explain):")
+        storkctl(cluster, "explain", "pod", pods[0]["metadata"]["name"], "-n", NAMESPACE, "--driver", "longhorn")
+
+
+def storkctl(cluster: LocalCluster, *args: str) -> None:
+    run = subprocess.run(
+        [console_script("storkctl"), "--kubeconfig", str(cluster.kubeconfig), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    for line in (run.stdout + run.stderr).rstrip().splitlines():
+        say(("  " + line).rstrip())
 
 
 def print_usage(cluster: LocalCluster, bin_dir: Path) -> None:
@@ -283,6 +336,8 @@ Use kubectl against it:
 Snapshots of the ledger (a real pod on two local volumes), and a restore:
   kubectl -n {LOCAL_NAMESPACE} get groupvolumesnapshots,volumesnapshots
   storkctl restore {SNAPSHOT_NAME} -n {LOCAL_NAMESPACE} --suffix restored
+  storkctl get schedules -n {LOCAL_NAMESPACE}; storkctl get groupsnapshots -n {LOCAL_NAMESPACE}
+  storkctl explain pod POD -n {NAMESPACE} --driver longhorn
 
 Take a node's storage down and watch the next pod avoid it:
   stork-playground node node-0 --offline

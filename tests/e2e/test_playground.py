@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 
 import pytest
@@ -37,6 +38,9 @@ def test_playground_shows_pods_next_to_their_data_and_cleans_up(tmp_path):
     snapshot = "GroupVolumeSnapshot demo-local/ledger-snapshot of the ledger (rules quiesce/record)"
     assert f"{snapshot}: stage Final, status Successful" in run.stdout
     assert "the two copies are consistent" in run.stdout
+    assert re.search(r"^  ledger +demo-frequent +false +ledger-interval-", run.stdout, re.M)  # storkctl get schedules
+    assert re.search(r"^  NODE +VERDICT +SCORE +WHY$", run.stdout, re.M)  # storkctl explain's table
+    assert re.search(r"^  node-0 +kept +100 +demo/postgres-data: replica 100$", run.stdout, re.M)
     # Every process ran with its files under the state folder: none may be left.
     processes = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True).stdout
     assert processes == ""

@@ -125,3 +125,20 @@ def test_the_validating_webhook_sees_group_snapshots_and_csi_snapshots():
         "stork.libopenstorage.org": {"rules", "groupvolumesnapshots", "volumesnapshotschedules", "schedulepolicies"},
         "snapshot.storage.k8s.io": {"volumesnapshots"},
     }
+
+
+def test_the_example_schedule_is_valid_as_the_webhook_sees_it():
+    from pathlib import Path
+
+    import yaml
+
+    from webhook.rules import rule_problems
+    from webhook.schedules import schedule_policy_problems, snapshot_schedule_problems
+
+    docs = {d["kind"]: d for d in yaml.safe_load_all(Path("manifests/examples/snapshot-schedule.yaml").read_text())}
+    assert set(docs) == {"SchedulePolicy", "Rule", "VolumeSnapshotSchedule"}
+    policy = docs["SchedulePolicy"]
+    assert schedule_policy_problems(policy) == []
+    assert rule_problems(docs["Rule"]) == []
+    lookup = {policy["metadata"]["name"]: policy}.get
+    assert snapshot_schedule_problems(docs["VolumeSnapshotSchedule"], lookup) == []
