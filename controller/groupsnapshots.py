@@ -127,6 +127,7 @@ class GroupSnapshotController:
         self.on_finish = on_finish
         self._active: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
+        self._sections: dict[str, threading.Lock] = {}  # namespace -> its rule-and-cut section
 
     # -- scheduling work -------------------------------------------------------------------
 
@@ -285,7 +286,26 @@ class GroupSnapshotController:
         return classes, ""
 
     def _snapshot_under_lock(self, group: dict[str, Any], plan: Plan) -> None:
-        """PreSnapshot and Snapshot: the lock is held from before the first cut until after the last."""
+        """PreSnapshot and Snapshot, one group of a namespace at a time: two pre-rules holding the
+        same application at once would release each other's hold."""
+        section = self._section(objects.namespace(group))
+        if not section.acquire(timeout=self.settings.prechecks_timeout):
+            raise AttemptFailed(
+                f"PreSnapshot: another group snapshot in namespace {objects.namespace(group)} held its rules for "
+                f"over {self.settings.prechecks_timeout:.0f}s",
+                retry=False,
+            )
+        try:
+            self._pre_rule_and_cut(group, plan)
+        finally:
+            section.release()
+
+    def _section(self, namespace: str) -> threading.Lock:
+        with self._lock:
+            return self._sections.setdefault(namespace, threading.Lock())
+
+    def _pre_rule_and_cut(self, group: dict[str, Any], plan: Plan) -> None:
+        """The lock is held from before the first cut until after the last."""
         self._check_leader()
         self._set(group, stage=PRE_SNAPSHOT, status=IN_PROGRESS, reason=None, volumeSnapshots=None)
         task: BackgroundTask | None = None

@@ -25,11 +25,17 @@ from localcluster.controlplane import ControlPlane
 from localcluster.ledger import consistent, ledger_rules, run_ledger
 from localcluster.processes import stop_recorded
 from localcluster.realnode import local_volume_claim, run_on_real_node
-from localcluster.snapshots import SIMULATED_LOCAL_DRIVER, SimulatedSnapshotter, snapshot_class
+from localcluster.snapshots import (
+    SIMULATED_LOCAL_DRIVER,
+    SimulatedSnapshotter,
+    interval_policy,
+    snapshot_class,
+    snapshot_schedule,
+)
 from localcluster.stork import console_script
 from storkcore import objects
 from storkcore.kube import PVCS, Kube, Resource, load_api_client
-from storkcore.snapshots import GROUP_SNAPSHOTS, SCHEDULE_POLICIES, SNAPSHOT_SCHEDULES
+from storkcore.snapshots import GROUP_SNAPSHOTS
 
 NAMESPACE = "demo"
 PODS_IN_DEMO = Resource("", "v1", "pods", NAMESPACE)
@@ -236,44 +242,15 @@ def start_snapshot_demo(cluster: LocalCluster, workdir: Path) -> SimulatedSnapsh
             "10",  # the demo schedule's "every 3 minutes" passes in 30 s
         ],
     )
-    kube.create(
-        SCHEDULE_POLICIES,
-        "",
-        {
-            "apiVersion": "stork.libopenstorage.org/v1alpha1",
-            "kind": "SchedulePolicy",
-            "metadata": {"name": "demo-frequent"},
-            "policy": {"interval": {"intervalMinutes": 3, "retain": 3}},
-        },
-    )
-    kube.create(
-        SNAPSHOT_SCHEDULES,
+    interval_policy(kube, "demo-frequent", minutes=3, retain=3)
+    snapshot_schedule(
+        kube,
         LOCAL_NAMESPACE,
-        {
-            "apiVersion": "stork.libopenstorage.org/v1alpha1",
-            "kind": "VolumeSnapshotSchedule",
-            "metadata": {"name": "ledger"},
-            "spec": {
-                "schedulePolicyName": "demo-frequent",
-                "preExecRule": "quiesce",
-                "postExecRule": "record",
-                "template": {"spec": {"pvcSelector": {"matchLabels": {"app": "ledger"}}}},
-            },
-        },
-    )
-    kube.create(
-        GROUP_SNAPSHOTS,
-        LOCAL_NAMESPACE,
-        {
-            "apiVersion": "stork.libopenstorage.org/v1alpha1",
-            "kind": "GroupVolumeSnapshot",
-            "metadata": {"name": SNAPSHOT_NAME},
-            "spec": {
-                "pvcSelector": {"matchLabels": {"app": "ledger"}},
-                "preExecRule": "quiesce",
-                "postExecRule": "record",
-            },
-        },
+        "ledger",
+        "demo-frequent",
+        {"app": "ledger"},
+        preExecRule="quiesce",
+        postExecRule="record",
     )
     return snapshotter
 

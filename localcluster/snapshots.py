@@ -391,3 +391,28 @@ class SimulatedSnapshotter:
         self.kube.create(
             PVS, "", {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv_name}, "spec": spec}
         )
+
+
+def interval_policy(kube: Kube, name: str, minutes: int, retain: int) -> None:
+    body = {
+        "apiVersion": "stork.libopenstorage.org/v1alpha1",
+        "kind": "SchedulePolicy",
+        "metadata": {"name": name},
+        "policy": {"interval": {"intervalMinutes": minutes, "retain": retain}},
+    }
+    kube.create(SCHEDULE_POLICIES, "", body)
+
+
+def snapshot_schedule(kube: Kube, namespace: str, name: str, policy: str, labels: dict[str, str], **spec: Any) -> None:
+    """A VolumeSnapshotSchedule of the PVCs carrying `labels`; `spec` adds rules, reclaimPolicy, ..."""
+    body = {
+        "apiVersion": "stork.libopenstorage.org/v1alpha1",
+        "kind": "VolumeSnapshotSchedule",
+        "metadata": {"name": name},
+        "spec": {
+            "schedulePolicyName": policy,
+            "template": {"spec": {"pvcSelector": {"matchLabels": labels}}},
+            **spec,
+        },
+    }
+    kube.create(SNAPSHOT_SCHEDULES, namespace, body)

@@ -18,9 +18,15 @@ import pytest
 
 from localcluster.ledger import QUIESCE, consistent, create_rule, ledger_rules, run_ledger, transactions
 from localcluster.realnode import NODE_NAME, local_volume_claim, run_app_on_real_node
-from localcluster.snapshots import SIMULATED_LOCAL_DRIVER, SimulatedSnapshotter, snapshot_class
+from localcluster.snapshots import (
+    SIMULATED_LOCAL_DRIVER,
+    SimulatedSnapshotter,
+    interval_policy,
+    snapshot_class,
+    snapshot_schedule,
+)
 from storkcore.kube import PVCS
-from storkcore.snapshots import GROUP_LABEL, GROUP_SNAPSHOTS, SCHEDULE_POLICIES, SNAPSHOT_SCHEDULES, VOLUME_SNAPSHOTS
+from storkcore.snapshots import GROUP_LABEL, GROUP_SNAPSHOTS, SNAPSHOT_SCHEDULES, VOLUME_SNAPSHOTS
 from tests.e2e.conftest import CSI_NAMESPACE_LABELS
 from tests.e2e.helpers import pods_of, wait_for
 from tests.manifests.rendering import kubectl
@@ -298,17 +304,7 @@ def test_deleting_a_group_snapshot_deletes_its_volume_snapshots(kube, app):
 
 
 def schedule(kube, name: str, policy: str, **spec) -> None:
-    body = {
-        "apiVersion": "stork.libopenstorage.org/v1alpha1",
-        "kind": "VolumeSnapshotSchedule",
-        "metadata": {"name": name},
-        "spec": {
-            "schedulePolicyName": policy,
-            "template": {"spec": {"pvcSelector": {"matchLabels": {"app": "ledger"}}}},
-            **spec,
-        },
-    }
-    kube.create(SNAPSHOT_SCHEDULES, NAMESPACE, body)
+    snapshot_schedule(kube, NAMESPACE, name, policy, {"app": "ledger"}, **spec)
 
 
 def groups_of_schedule(kube, name: str) -> list[dict]:
@@ -317,16 +313,7 @@ def groups_of_schedule(kube, name: str) -> list[dict]:
 
 
 def test_an_interval_schedule_keeps_retain_and_delete_reclaims_its_snapshots(cluster, kube, app):
-    kube.create(
-        SCHEDULE_POLICIES,
-        "",
-        {
-            "apiVersion": "stork.libopenstorage.org/v1alpha1",
-            "kind": "SchedulePolicy",
-            "metadata": {"name": "every-4s"},
-            "policy": {"interval": {"intervalMinutes": 1, "retain": 2}},
-        },
-    )
+    interval_policy(kube, "every-4s", minutes=1, retain=2)
     schedule(kube, "frequent", "every-4s", preExecRule="quiesce", postExecRule="record")
 
     seen: set[str] = set()
@@ -359,16 +346,7 @@ def _all_snapshots(kube) -> list[dict]:
 
 
 def test_a_restarted_controller_catches_a_missed_interval_up_once(cluster, kube, app):
-    kube.create(
-        SCHEDULE_POLICIES,
-        "",
-        {
-            "apiVersion": "stork.libopenstorage.org/v1alpha1",
-            "kind": "SchedulePolicy",
-            "metadata": {"name": "every-8s"},
-            "policy": {"interval": {"intervalMinutes": 2, "retain": 5}},
-        },
-    )
+    interval_policy(kube, "every-8s", minutes=2, retain=5)
     schedule(kube, "catch-up", "every-8s", reclaimPolicy="Retain")
     wait_for(lambda: groups_of_schedule(kube, "catch-up"), 30, "the first trigger")
     cluster.stop_process(CONTROLLER)

@@ -258,3 +258,19 @@ def test_the_post_rule_runs_only_once_the_pre_rule_has_unlocked():
     line = executor.timeline
     assert status(cluster)["status"] == "Successful"
     assert line.index("release db-0") < line.index("unlocked db-0") < line.index("run echo resumed in db-0/app")
+
+
+def test_two_group_snapshots_of_one_namespace_never_hold_the_application_at_once():
+    import threading
+
+    _, executor, cluster, controller, _ = world()
+    cluster.add_group(group("gvs-a", preExecRule="quiesce", postExecRule="resume"))
+    cluster.add_group(group("gvs-b", preExecRule="quiesce", postExecRule="resume"))
+    workers = [threading.Thread(target=controller.process, args=("ns", name)) for name in ("gvs-a", "gvs-b")]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(30)
+    assert [status(cluster, n)["status"] for n in ("gvs-a", "gvs-b")] == ["Successful", "Successful"]
+    holds = [t.split()[0] for t in executor.timeline if t.split()[0] in ("hold", "release")]
+    assert holds == ["hold", "release", "hold", "release"]  # one after the other, never overlapping
