@@ -242,6 +242,20 @@ def start_snapshot_demo(cluster: LocalCluster, workdir: Path) -> SimulatedSnapsh
             "10",  # the demo schedule's "every 3 minutes" passes in 30 s
         ],
     )
+    kube.create(
+        GROUP_SNAPSHOTS,
+        LOCAL_NAMESPACE,
+        {
+            "apiVersion": "stork.libopenstorage.org/v1alpha1",
+            "kind": "GroupVolumeSnapshot",
+            "metadata": {"name": SNAPSHOT_NAME},
+            "spec": {
+                "pvcSelector": {"matchLabels": {"app": "ledger"}},
+                "preExecRule": "quiesce",
+                "postExecRule": "record",
+            },
+        },
+    )
     interval_policy(kube, "demo-frequent", minutes=3, retain=3)
     snapshot_schedule(
         kube,
