@@ -172,3 +172,39 @@ def test_create_builds_upstream_shaped_objects_and_refuses_ambiguous_selection(c
     ]
     with pytest.raises(Refused, match="exactly one of --pvc NAME and --pvc-selector"):
         create(kube, build_parser().parse_args(["create", "groupsnapshot", "x", "--pvc", "a", "--pvc-selector", "a=b"]))
+
+
+def test_explain_takes_the_installed_driver_and_score_mode_from_stork_config():
+    from storkctl.explain import CONFIG_MAPS, installed_settings
+
+    kube = FakeKube(
+        {
+            (CONFIG_MAPS, "stork", "stork-config"): {
+                "data": {
+                    "STORK_DRIVER": "csi",
+                    "STORK_CSI_DRIVER_NAME": "a.csi,b.csi",
+                    "STORK_SCORE_MODE": "normalized",
+                }
+            }
+        }
+    )
+    args = build_parser().parse_args(["explain", "pod", "web-0"])
+    installed_settings(kube, args)
+    assert (args.driver, args.csi_driver_name, args.score_mode) == ("csi", ["a.csi", "b.csi"], "normalized")
+    from storkctl.objects import Refused
+
+    with pytest.raises(Refused, match="no --driver given and no STORK_DRIVER in stork/stork-config"):
+        installed_settings(FakeKube({}), build_parser().parse_args(["explain", "pod", "web-0"]))
+
+
+def test_no_permission_is_a_clear_error_with_exit_code_1(monkeypatch, capsys):
+    import storkctl.cli as cli
+
+    class Forbidden(FakeKube):
+        def get(self, resource, namespace, name):
+            raise ApiError(403, 'groupvolumesnapshots "x" is forbidden: User "dev" cannot get resource')
+
+    monkeypatch.setattr(cli, "load_api_client", lambda *a, **k: None)
+    monkeypatch.setattr(cli, "Kube", lambda client: Forbidden({}))
+    assert main(["restore", "x"]) == 1
+    assert capsys.readouterr().err.startswith('error: no permission: groupvolumesnapshots "x" is forbidden')
