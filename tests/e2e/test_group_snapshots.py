@@ -327,7 +327,17 @@ def test_an_interval_schedule_keeps_retain_and_delete_reclaims_its_snapshots(clu
         successful = [i for i in items if i["status"] == "Successful"]
         return (items, live) if len(seen) >= 4 and len(successful) == 2 and seen - live else None
 
-    items, live = wait_for(settled, 90, "four triggers and retention")
+    wait_for(settled, 90, "four triggers and retention")
+    # Stop triggering so that retention stops deleting what is checked next.
+    kube.patch(SNAPSHOT_SCHEDULES, NAMESPACE, "frequent", {"spec": {"suspend": True}})
+
+    def quiet():
+        items = kube.get(SNAPSHOT_SCHEDULES, NAMESPACE, "frequent")["status"]["items"]["Interval"]
+        finished = all(i["status"] in ("Successful", "Failed") for i in items)
+        return items if finished and [i["status"] for i in items].count("Successful") == 2 else None
+
+    items = wait_for(quiet, 60, "the suspended schedule to settle")
+    live = {g["metadata"]["name"] for g in groups_of_schedule(kube, "frequent")}
     successful = [i for i in items if i["status"] == "Successful"]
     assert len(successful) == 2 and {i["name"] for i in successful} <= live  # exactly retain, still there
     for item in successful:  # scheduled snapshots run the rules too
