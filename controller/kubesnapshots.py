@@ -79,7 +79,7 @@ class KubeSnapshotCluster:
         return [p for p in self.state.store(PODS).list() if objects.namespace(p) == namespace]
 
     def pod(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self.kube.get(PODS, namespace, name)
+        return self.state.get(PODS, namespace, name)  # the watch cache; one GET on a miss
 
 
 class KubeScheduleCluster:

@@ -208,7 +208,7 @@ class RuleRunner:
             namespace, name = objects.namespace(pod), objects.name(pod)
             try:
                 result = run_to_end(
-                    self._checked(pod),
+                    self._same_pod(objects.text(pod, "metadata", "uid")),
                     namespace,
                     name,
                     container_for(pod, item.get("container")),
@@ -266,7 +266,7 @@ class RuleRunner:
     def _start_until(self, pod: HeldPod, argv: list[str], deadline: float) -> RunningExec | None:
         while True:
             try:
-                return self._checked_held(pod).start(pod.namespace, pod.name, pod.container, argv)
+                return self._same_pod(pod.uid).start(pod.namespace, pod.name, pod.container, argv)
             except PodGone:
                 return None
             except ExecUnavailable as err:
@@ -300,7 +300,7 @@ class RuleRunner:
     def _reached(self, pod: HeldPod) -> bool:
         try:
             result = run_to_end(
-                self._checked_held(pod),
+                self._same_pod(pod.uid),
                 pod.namespace,
                 pod.name,
                 pod.container,
@@ -358,7 +358,7 @@ class RuleRunner:
         argv = ["sh", "-c", f"if [ -e {pod.mark}.reached ]; then touch {pod.mark}.release; fi"]
         try:
             result = run_to_end(
-                self._checked_held(pod), pod.namespace, pod.name, pod.container, argv, 10, self.clock, self.sleep
+                self._same_pod(pod.uid), pod.namespace, pod.name, pod.container, argv, 10, self.clock, self.sleep
             )
         except PodGone:
             return True
@@ -366,11 +366,8 @@ class RuleRunner:
 
     # -- helpers -------------------------------------------------------------------------
 
-    def _checked(self, pod: Mapping[str, Any]) -> Executor:
-        return _SamePod(self.executor, self.pod_source, objects.text(pod, "metadata", "uid"))
-
-    def _checked_held(self, pod: HeldPod) -> Executor:
-        return _SamePod(self.executor, self.pod_source, pod.uid)
+    def _same_pod(self, uid: str) -> Executor:
+        return _SamePod(self.executor, self.pod_source, uid)
 
     def _parallel(
         self, fn: Callable[[Mapping[str, Any]], str | None], pods: Sequence[Mapping[str, Any]]
