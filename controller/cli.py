@@ -29,7 +29,7 @@ from storkcore.events import EventRecorder
 from storkcore.kube import PODS, ApiError, Kube, load_api_client
 from storkcore.logs import setup_logging
 from storkcore.snapshots import GROUP_SNAPSHOTS, SCHEDULE_POLICIES, SNAPSHOT_SCHEDULES
-from storkcore.web import add_health_routes
+from storkcore.web import add_health_routes, driver_ready, register_driver_metrics
 
 log = logging.getLogger("stork.controller")
 
@@ -197,7 +197,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         for resource in (GROUP_SNAPSHOTS, SNAPSHOT_SCHEDULES, SCHEDULE_POLICIES):
             cluster.store(resource)
     cluster.start()
+    driver.start()
     registry = CollectorRegistry()
+    register_driver_metrics(registry, driver)
     metrics = ControllerMetrics(registry)
     if args.leader_elect:
         elector: LeaderElector | AlwaysLeader = LeaderElector(
@@ -208,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     else:
         elector = AlwaysLeader()
         metrics.leader.set(1)
-    serve_health(args.bind, cluster.synced, registry)
+    serve_health(args.bind, driver_ready(driver), registry)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

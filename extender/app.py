@@ -20,7 +20,7 @@ from storkcore.drivers.base import Driver
 from storkcore.events import EventSink
 from storkcore.kube import NODES, PODS
 from storkcore.pods import assess_pod
-from storkcore.web import add_health_routes, json_error
+from storkcore.web import add_health_routes, driver_ready, json_error, register_driver_metrics
 
 log = logging.getLogger(__name__)
 SCORE_MODES = ("stork", "normalized")
@@ -116,7 +116,8 @@ def create_app(
     extender = Extender(driver, events, score_mode, metrics)
     registry.register(PlacementCollector(extender.placement_counts))
     app.extensions["stork-extender"] = extender
-    add_health_routes(app, ready or driver.cluster.synced, registry)
+    register_driver_metrics(registry, driver)
+    add_health_routes(app, ready or driver_ready(driver), registry)
 
     def serve(verb: str, handle: Callable[[ExtenderArgs], bytes], neutral: Callable[[ExtenderArgs], bytes]) -> Response:
         started = time.perf_counter()

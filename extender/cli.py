@@ -39,6 +39,7 @@ def build_app(args) -> Flask:
     driver = make_driver(args.driver, cluster, cli.driver_options(args))
     cluster.store(PODS)  # for the placement gauges
     cluster.start()
+    driver.start()
     app = create_app(driver, EventRecorder(kube, "stork-extender"), args.score_mode)
     log.info("extender started", extra={"driver": args.driver, "score_mode": args.score_mode})
     return app

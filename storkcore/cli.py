@@ -67,6 +67,26 @@ def add_driver_arguments(parser: argparse.ArgumentParser, driver_required: bool 
         help="CSI driver name the csi driver owns (repeatable; kubernetes.io/no-provisioner for local PVs)",
     )
     parser.add_argument("--longhorn-namespace", default="longhorn-system", help="namespace of Longhorn's objects")
+    parser.add_argument(
+        "--storage-budget",
+        type=float,
+        default=2.0,
+        help="seconds a request may wait for an external storage API before failing open (pxd, linstor)",
+    )
+    parser.add_argument(
+        "--node-refresh-interval", type=float, default=10.0, help="seconds between storage node listings"
+    )
+    parser.add_argument(
+        "--volume-refresh-interval", type=float, default=30.0, help="seconds before a cached volume is read again"
+    )
+    parser.add_argument("--px-endpoint", default="", help="Portworx REST URL (default: PX_ENDPOINT, portworx-service)")
+    parser.add_argument("--px-ca-file", default="", help="CA bundle for a TLS Portworx endpoint")
+    parser.add_argument(
+        "--linstor-controllers", default="", help="LINSTOR controller URL(s), comma-separated (default: LS_CONTROLLERS)"
+    )
+    parser.add_argument("--linstor-client-cert", default="", help="client certificate (PEM) for LINSTOR over HTTPS")
+    parser.add_argument("--linstor-client-key", default="", help="its private key (PEM)")
+    parser.add_argument("--linstor-ca-file", default="", help="CA bundle for LINSTOR over HTTPS")
     parser.add_argument("--zone-label", action="append", default=[], help="node label(s) for the zone level")
     parser.add_argument("--region-label", action="append", default=[], help="node label(s) for the region level")
     parser.add_argument("--rack-label", action="append", default=[], help="node label(s) for the rack level")
@@ -84,6 +104,17 @@ def driver_options(args: argparse.Namespace) -> DriverOptions:
     return DriverOptions(
         csi_driver_names=tuple(args.csi_driver_name),
         longhorn_namespace=args.longhorn_namespace,
+        storage_budget=args.storage_budget,
+        node_refresh_interval=args.node_refresh_interval,
+        volume_refresh_interval=args.volume_refresh_interval,
+        px_endpoint=args.px_endpoint,
+        px_ca_file=args.px_ca_file,
+        px_shared_secret=os.environ.get("PX_SHARED_SECRET", ""),
+        px_jwt_issuer=os.environ.get("PX_JWT_ISSUER", ""),
+        linstor_controllers=args.linstor_controllers,
+        linstor_client_cert=args.linstor_client_cert,
+        linstor_client_key=args.linstor_client_key,
+        linstor_ca_file=args.linstor_ca_file,
         topology=TopologyLabels(
             zone=tuple(args.zone_label) or defaults.zone,
             region=tuple(args.region_label) or defaults.region,

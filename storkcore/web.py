@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import orjson
 from flask import Flask, Response
@@ -15,6 +16,17 @@ def json_response(payload: object, status: int = 200) -> Response:
 
 def json_error(message: str, status: int = 400) -> Response:
     return json_response({"error": message}, status)
+
+
+def driver_ready(driver: Any) -> Callable[[], bool]:
+    """Ready once the caches have synced and the driver has answered at least once."""
+    return lambda: driver.cluster.synced() and driver.ready()
+
+
+def register_driver_metrics(registry: CollectorRegistry, driver: Any) -> None:
+    """Drivers over a storage API export their refresh and error counters."""
+    if callable(getattr(driver, "collect", None)):
+        registry.register(driver)
 
 
 def add_health_routes(app: Flask, ready: Callable[[], bool], registry: CollectorRegistry) -> None:

@@ -260,9 +260,11 @@ def pod(
 class World:
     """In-memory cluster state plus a driver over it."""
 
-    def __init__(self, driver: str = "longhorn", csi_names: Iterable[str] = ("csi.example.com",)) -> None:
+    def __init__(
+        self, driver: str = "longhorn", csi_names: Iterable[str] = ("csi.example.com",), **options: Any
+    ) -> None:
         self.cluster = ClusterState()
-        self.options = DriverOptions(csi_driver_names=tuple(csi_names), longhorn_namespace=LH_NS)
+        self.options = DriverOptions(csi_driver_names=tuple(csi_names), longhorn_namespace=LH_NS, **options)
         self.lh = longhorn_resources(LH_NS)
         self.driver: Driver = make_driver(driver, self.cluster, self.options)
 

@@ -103,6 +103,7 @@ def create_app(driver: Driver, settings: AdmissionSettings, ready: Callable[[], 
     app = Flask("stork-webhook")
     registry = CollectorRegistry()
     metrics = WebhookMetrics(registry)
+    # Admission needs only whose claims are whose: never the storage API, not even for readiness.
     add_health_routes(app, ready or driver.cluster.synced, registry)
 
     def serve(webhook: str, handle: Callable[[Review], tuple[dict[str, Any], str]]) -> Response:

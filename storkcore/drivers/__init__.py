@@ -1,6 +1,6 @@
 """Storage drivers, chosen by name.
 
-Built-in: `csi` and `longhorn`. A third-party package registers more through
+Built-in: `csi`, `longhorn`, `pxd` (Portworx) and `linstor`. A third-party package registers more through
 the entry-point group `stork_py.drivers` (name = driver name, value = a
 `Driver` subclass taking `(cluster, options)`).
 """
@@ -12,10 +12,17 @@ from importlib.metadata import entry_points
 from storkcore.cluster import ClusterState
 from storkcore.drivers.base import Driver, DriverOptions
 from storkcore.drivers.csi import CsiDriver
+from storkcore.drivers.linstor import LinstorDriver
 from storkcore.drivers.longhorn import LonghornDriver
+from storkcore.drivers.pxd import PortworxDriver
 
 ENTRY_POINT_GROUP = "stork_py.drivers"
-BUILT_IN: dict[str, type[Driver]] = {"csi": CsiDriver, "longhorn": LonghornDriver}
+BUILT_IN: dict[str, type[Driver]] = {
+    "csi": CsiDriver,
+    "longhorn": LonghornDriver,
+    "pxd": PortworxDriver,
+    "linstor": LinstorDriver,
+}
 
 __all__ = ["Driver", "DriverOptions", "available_drivers", "make_driver"]
 

@@ -24,6 +24,19 @@ class DriverOptions:
     csi_driver_names: tuple[str, ...] = ()
     longhorn_namespace: str = "longhorn-system"
     topology: TopologyLabels = field(default_factory=TopologyLabels)
+    # Drivers over an external storage API (pxd, linstor):
+    storage_budget: float = 2.0  # longest a request may wait for the storage API (s)
+    api_timeout: float = 10.0  # background calls (s)
+    node_refresh_interval: float = 10.0
+    volume_refresh_interval: float = 30.0
+    px_endpoint: str = ""  # URL; empty: PX_ENDPOINT/PX_API_PORT, then the portworx-service Service
+    px_ca_file: str = ""
+    px_shared_secret: str = ""
+    px_jwt_issuer: str = ""
+    linstor_controllers: str = ""  # comma-separated URLs; empty: http://linstor-controller:3370
+    linstor_client_cert: str = ""
+    linstor_client_key: str = ""
+    linstor_ca_file: str = ""
 
 
 def _identity(node: StorageNode) -> tuple:
@@ -60,6 +73,18 @@ class Driver(ABC):
             store.add_listener(self._on_source_change)
         for source_name in self._source_names():
             self._refresh(source_name)
+
+    # -- lifecycle (drivers with background work override these) --------------
+
+    def start(self) -> None:  # noqa: B027 (most drivers have no background work)
+        """Start background work; called once the cluster caches are started."""
+
+    def stop(self) -> None:  # noqa: B027
+        """Stop background work."""
+
+    def ready(self) -> bool:
+        """Whether the driver can answer (for /readyz, together with the caches)."""
+        return True
 
     # -- ownership ---------------------------------------------------------
 

@@ -1,0 +1,229 @@
+"""One way per driver to build the same storage layout, for the driver conformance suite.
+
+A backend turns "these nodes (with topology labels), these volumes on these
+nodes, these nodes StorageDown or Offline, these volumes shared over the
+network" into a World whose driver reads it from its own source: Longhorn
+objects and CSI node affinity in memory, the simulated Portworx and LINSTOR
+servers over HTTP. A layout a storage system cannot express names the reason,
+and the scenario is skipped with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from localcluster.simulated_linstor import SimulatedLinstor
+from localcluster.simulated_portworx import SimulatedPortworx
+from storkcore.drivers.external import ExternalDriver
+from storkcore.drivers.linstor import PROVISIONER as LINSTOR
+from storkcore.kube import PVS
+from tests.builders import World, csi_world, k8s_node, longhorn_world, meta, pvc, storage_class
+
+# How the storage system names a Kubernetes node, for the node-matching scenarios.
+IDENTITIES = ("name", "hostname", "short", "ip")
+
+
+def internal_ip(index: int) -> str:
+    return f"10.0.0.{index + 1}"
+
+
+class Backend:
+    name = ""
+    cannot: Mapping[str, str] = {}  # feature -> why this storage system cannot express it
+
+    def world(
+        self,
+        nodes: Mapping[str, Mapping[str, str]],
+        volumes: Mapping[str, Iterable[str]],
+        storage_down: Iterable[str] = (),
+        offline: Iterable[str] = (),
+        shared: Iterable[str] = (),
+        identity: str = "name",
+    ) -> World:
+        raise NotImplementedError
+
+    def set_replicas(self, world: World, volume: str, nodes: list[str]) -> None:
+        raise NotImplementedError
+
+    def forget_volume(self, world: World, volume: str) -> None:
+        """The storage system no longer knows the volume (its PV and claim stay)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class LonghornBackend(Backend):
+    name = "longhorn"
+    cannot = {"identity": "Longhorn names its nodes after the Kubernetes node"}
+
+    def world(self, nodes, volumes, storage_down=(), offline=(), shared=(), identity="name"):
+        modes = {v: "rwx" for v in shared}
+        return longhorn_world(nodes, volumes, storage_down=storage_down, offline=offline, access_modes=modes)
+
+    def set_replicas(self, world, volume, nodes):
+        from tests.builders import lh_replica
+
+        for replica in [
+            r for r in world.cluster.store(world.lh["replicas"]).list() if r["spec"]["volumeName"] == volume
+        ]:
+            world.remove(replica)
+        for i, node in enumerate(nodes):
+            world.add(lh_replica(f"{volume}-moved-r{i}", volume, node))
+
+    def forget_volume(self, world, volume):
+        world.remove(world.cluster.store(world.lh["volumes"]).get("longhorn-system", volume))
+
+
+class CsiBackend(Backend):
+    name = "csi"
+    cannot = {
+        "storage_down": "a CSI node is Ready with the driver registered, or not: there is no StorageDown",
+        "shared": "the csi driver serves no volume over the network",
+        "identity": "the csi driver's storage nodes are the Kubernetes nodes",
+        "unknown_volume": "the PV is the volume: there is no storage system that could forget it",
+    }
+
+    def world(self, nodes, volumes, storage_down=(), offline=(), shared=(), identity="name"):
+        return csi_world(nodes, volumes, offline=offline)
+
+    def set_replicas(self, world, volume, nodes):
+        from tests.builders import hostname_affinity, pv
+
+        world.add(pv(volume, csi_driver="csi.example.com", node_affinity=hostname_affinity(*nodes)))
+
+
+class _ExternalBackend(Backend):
+    """Kubernetes objects in memory; the storage system behind a simulated server."""
+
+    provisioner = ""
+
+    def __init__(self) -> None:
+        self.servers: list[Any] = []
+
+    def close(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+    def _k8s(self, world: World, nodes: Mapping[str, Mapping[str, str]], volumes: Mapping[str, Iterable[str]]) -> None:
+        world.add(storage_class("fast", self.provisioner))
+        for i, (node_name, labels) in enumerate(nodes.items()):
+            world.add(k8s_node(node_name, labels=labels, internal_ips=[internal_ip(i)]))
+        for volume in volumes:
+            world.add(self.pv(volume), pvc(f"pvc-{volume}", storage_class_name="fast", volume=volume))
+
+    def pv(self, volume: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @staticmethod
+    def storage_name(node: str, index: int, identity: str) -> tuple[str, str, str]:
+        """(storage id, hostname or scheduler name, ip) for a node under an identity scheme."""
+        elsewhere = f"192.0.2.{100 + index}"  # TEST-NET-1: no Kubernetes node has it
+        return {
+            "name": (node, node, internal_ip(index)),  # the scheduler name is the node name
+            "hostname": (f"storage-{index}", node, elsewhere),  # only the hostname equals the node name
+            "short": (f"storage-{index}", f"{node}.cluster.example", elsewhere),  # the node name is its short form
+            "ip": (f"storage-{index}", "", internal_ip(index)),  # only the InternalIP matches
+        }[identity]
+
+    @staticmethod
+    def sync(world: World) -> None:
+        driver = world.driver
+        assert isinstance(driver, ExternalDriver)
+        driver.refresh_now()
+
+
+class PortworxBackend(_ExternalBackend):
+    name = "pxd"
+    provisioner = "pxd.portworx.com"
+
+    def world(self, nodes, volumes, storage_down=(), offline=(), shared=(), identity="name"):
+        px = SimulatedPortworx().start()
+        self.servers.append(px)
+        ids = {}
+        for i, (node_name, labels) in enumerate(nodes.items()):
+            storage_id, host, ip = self.storage_name(node_name, i, identity)
+            status = "STATUS_OFFLINE" if node_name in offline else "STATUS_OK"
+            status = "STATUS_STORAGE_DOWN" if node_name in storage_down else status
+            scheduler = node_name if identity == "name" else ""
+            px.add_node(storage_id, scheduler_name=scheduler, hostname=host, ip=ip, status=status, labels=labels)
+            ids[node_name] = storage_id
+        self.ids = ids
+        for volume, holders in volumes.items():
+            service = "CLUSTERIP" if volume in shared else None
+            px.add_volume(volume, [ids[h] for h in holders], sharedv4=volume in shared, service_type=service)
+        world = World("pxd", px_endpoint=px.url, storage_budget=2.0)
+        world.px = px  # type: ignore[attr-defined]
+        self._k8s(world, nodes, volumes)
+        self.sync(world)
+        return world
+
+    def pv(self, volume):
+        return {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": meta(volume),
+            "spec": {"portworxVolume": {"volumeID": volume}},
+        }
+
+    def set_replicas(self, world, volume, nodes):
+        world.px.set_replicas(volume, [self.ids[n] for n in nodes])  # type: ignore[attr-defined]
+        self.sync(world)
+
+    def forget_volume(self, world, volume):
+        world.px.remove_volume(volume)  # type: ignore[attr-defined]
+        self.sync(world)
+
+
+class LinstorBackend(_ExternalBackend):
+    name = "linstor"
+    provisioner = LINSTOR
+    cannot = {
+        "storage_down": "a LINSTOR node is connected or not: there is no StorageDown",
+        "shared": "LINSTOR volumes are block devices attached where the pod runs: no anti-hyperconvergence",
+    }
+
+    def world(self, nodes, volumes, storage_down=(), offline=(), shared=(), identity="name"):
+        ls = SimulatedLinstor().start()
+        self.servers.append(ls)
+        ids = {}
+        for i, (node_name, labels) in enumerate(nodes.items()):
+            storage_id, host, ip = self.storage_name(node_name, i, identity)
+            k8s_hostname = node_name if identity == "name" else ""
+            if identity in ("hostname", "short"):
+                storage_id = host  # LINSTOR has one name per node: the host's
+            ls.add_node(storage_id, ip=ip, k8s_hostname=k8s_hostname, labels=labels, online=node_name not in offline)
+            ids[node_name] = storage_id
+        self.ids = ids
+        for volume, holders in volumes.items():
+            for holder in holders:
+                ls.add_resource(volume, ids[holder])
+        world = World("linstor", linstor_controllers=ls.url, storage_budget=2.0)
+        world.ls = ls  # type: ignore[attr-defined]
+        self._k8s(world, nodes, volumes)
+        self.sync(world)
+        return world
+
+    def pv(self, volume):
+        return {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": meta(volume),
+            "spec": {"csi": {"driver": LINSTOR, "volumeHandle": volume}},
+        }
+
+    def set_replicas(self, world, volume, nodes):
+        world.ls.set_replicas(volume, [self.ids[n] for n in nodes])  # type: ignore[attr-defined]
+        self.sync(world)
+
+    def forget_volume(self, world, volume):
+        world.ls.remove_resource(volume)  # type: ignore[attr-defined]
+        self.sync(world)
+
+
+BACKENDS = {b.name: b for b in (LonghornBackend, CsiBackend, PortworxBackend, LinstorBackend)}
+
+
+def pv_store(world: World) -> Any:
+    return world.cluster.store(PVS)
