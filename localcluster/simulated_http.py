@@ -46,7 +46,8 @@ class SimulatedServer:
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
+        if self._thread.is_alive():  # shutdown() waits for serve_forever, which never ran otherwise
+            self._server.shutdown()
         self._server.server_close()
 
     def __enter__(self) -> SimulatedServer:

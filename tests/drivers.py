@@ -99,8 +99,9 @@ class _ExternalBackend(Backend):
 
     provisioner = ""
 
-    def __init__(self) -> None:
+    def __init__(self, **options: Any) -> None:
         self.servers: list[Any] = []
+        self.options = {"storage_budget": 2.0, **options}  # DriverOptions fields
 
     def close(self) -> None:
         for server in self.servers:
@@ -153,7 +154,7 @@ class PortworxBackend(_ExternalBackend):
         for volume, holders in volumes.items():
             service = "CLUSTERIP" if volume in shared else None
             px.add_volume(volume, [ids[h] for h in holders], sharedv4=volume in shared, service_type=service)
-        world = World("pxd", px_endpoint=px.url, storage_budget=2.0)
+        world = World("pxd", px_endpoint=px.url, **self.options)
         world.px = px  # type: ignore[attr-defined]
         self._k8s(world, nodes, volumes)
         self.sync(world)
@@ -199,7 +200,7 @@ class LinstorBackend(_ExternalBackend):
         for volume, holders in volumes.items():
             for holder in holders:
                 ls.add_resource(volume, ids[holder])
-        world = World("linstor", linstor_controllers=ls.url, storage_budget=2.0)
+        world = World("linstor", linstor_controllers=ls.url, **self.options)
         world.ls = ls  # type: ignore[attr-defined]
         self._k8s(world, nodes, volumes)
         self.sync(world)

@@ -79,9 +79,9 @@ class HttpApi:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.session = requests.Session()
-        self.session.verify = ca_file or True
-        if client_cert:
-            self.session.cert = client_cert
+        # Per request: a session-wide setting would lose to REQUESTS_CA_BUNDLE from the environment.
+        self.verify: str | bool = ca_file or True
+        self.cert = client_cert
         self.calls: Counter[tuple[str, str]] = Counter()  # (call, result)
 
     def headers(self) -> dict[str, str]:
@@ -90,7 +90,12 @@ class HttpApi:
     def get(self, call: str, path: str, params: Sequence[tuple[str, str]] = (), timeout: float | None = None) -> Any:
         try:
             resp = self.session.get(
-                self.base_url + path, params=list(params), headers=self.headers(), timeout=timeout or self.timeout
+                self.base_url + path,
+                params=list(params),
+                headers=self.headers(),
+                timeout=timeout or self.timeout,
+                verify=self.verify,
+                cert=self.cert,
             )
         except requests.RequestException as err:
             self.calls[(call, "unreachable")] += 1

@@ -185,8 +185,8 @@ def test_csi_local_volumes_need_only_node_readiness():
 
 def test_driver_selection_by_name_and_entry_points(monkeypatch):
     world = World("longhorn")
-    with pytest.raises(ValueError, match="unknown driver 'pxd'"):
-        make_driver("pxd", world.cluster, DriverOptions())
+    with pytest.raises(ValueError, match="unknown driver 'ceph'; known: csi, linstor, longhorn, pxd"):
+        make_driver("ceph", world.cluster, DriverOptions())
     with pytest.raises(ValueError, match="csi-driver-name"):
         make_driver("csi", world.cluster, DriverOptions())
 
