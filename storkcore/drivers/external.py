@@ -132,6 +132,7 @@ class ExternalDriver(Driver):
         self._nodes_listed_at = 0.0
         self._nodes_wanted = True
         self._api_down_until = 0.0
+        self._last_error = ""
         self.answered = threading.Event()  # the storage API has answered at least once
         self.refreshes: Counter[tuple[str, str]] = Counter()  # (kind, result)
         self.last_refresh: dict[str, float] = {}  # kind -> wall time of the last success
@@ -258,7 +259,7 @@ class ExternalDriver(Driver):
             if entry is None:
                 entry = self._volumes[volume_id] = _Entry()
             if time.monotonic() < self._api_down_until:
-                raise DriverError(f"{self.name}: storage API unavailable ({entry.error or 'recent failure'})")
+                raise DriverError(f"{self.name}: storage API unavailable ({entry.error or self._last_error})")
             waiting = self._inflight.get(volume_id)
             if waiting is None:
                 waiting = self._inflight[volume_id] = threading.Event()
@@ -325,6 +326,7 @@ class ExternalDriver(Driver):
 
     def _note_failure(self, kind: str, err: Exception) -> None:
         self.refreshes[(kind, "error")] += 1
+        self._last_error = str(err)
         # Requests stop waiting on the API until the background thread gets an answer.
         self._api_down_until = time.monotonic() + max(self.options.node_refresh_interval, 1.0)
         self._wake.set()

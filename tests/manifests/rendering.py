@@ -12,7 +12,7 @@ import yaml
 from localcluster.binaries import kubernetes_bin_dir
 
 ROOT = Path(__file__).resolve().parents[2]
-OVERLAYS = ["longhorn", "csi", "default-scheduler", "cert-manager"]
+OVERLAYS = ["longhorn", "csi", "portworx", "linstor", "default-scheduler", "cert-manager"]
 
 
 def kubectl() -> str:

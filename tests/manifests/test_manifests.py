@@ -78,6 +78,7 @@ def test_overlays_choose_their_driver_and_scheduler():
     driver = {o: next(c for c in cms if c["metadata"]["name"] == "stork-config")["data"] for o, cms in config.items()}
     assert driver["longhorn"]["STORK_DRIVER"] == "longhorn"
     assert driver["csi"]["STORK_DRIVER"] == "csi" and driver["csi"]["STORK_CSI_DRIVER_NAME"]
+    assert driver["portworx"]["STORK_DRIVER"] == "pxd" and driver["linstor"]["STORK_DRIVER"] == "linstor"
     default = render("default-scheduler")
     assert not [d for d in of_kind(default, "Deployment") if d["metadata"]["name"] == "stork-scheduler"]
     assert not of_kind(default, "MutatingWebhookConfiguration")
@@ -142,3 +143,37 @@ def test_the_example_schedule_is_valid_as_the_webhook_sees_it():
     assert rule_problems(docs["Rule"]) == []
     lookup = {policy["metadata"]["name"]: policy}.get
     assert snapshot_schedule_problems(docs["VolumeSnapshotSchedule"], lookup) == []
+
+
+def _container(docs, deployment: str) -> dict:
+    (found,) = [d for d in of_kind(docs, "Deployment") if d["metadata"]["name"] == deployment]
+    return found["spec"]["template"]["spec"]
+
+
+def test_portworx_overlay_reads_the_shared_secret_and_may_find_the_service():
+    docs = render("portworx")
+    config = next(c for c in of_kind(docs, "ConfigMap") if c["metadata"]["name"] == "stork-config")["data"]
+    assert config["STORK_DRIVER"] == "pxd" and config["PX_JWT_ISSUER"]
+    for deployment in ("stork-extender", "stork-controller"):
+        env = {e["name"]: e for e in _container(docs, deployment)["containers"][0]["env"]}
+        ref = env["PX_SHARED_SECRET"]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": "stork-px-auth", "key": "shared-secret", "optional": True}
+    webhook_env = _container(docs, "stork-webhook")["containers"][0].get("env", [])
+    assert "PX_SHARED_SECRET" not in {e["name"] for e in webhook_env}  # admission never calls Portworx
+    (role,) = [r for r in of_kind(docs, "Role") if r["metadata"]["name"] == "stork-portworx-endpoint"]
+    assert role["metadata"]["namespace"] == "kube-system"
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["services"], "resourceNames": ["portworx-service"], "verbs": ["get"]}
+    ]
+
+
+def test_linstor_overlay_names_the_controller_and_mounts_optional_client_certificates():
+    docs = render("linstor")
+    config = next(c for c in of_kind(docs, "ConfigMap") if c["metadata"]["name"] == "stork-config")["data"]
+    assert config["STORK_DRIVER"] == "linstor" and config["LS_CONTROLLERS"].endswith(":3370")
+    for deployment in ("stork-extender", "stork-controller"):
+        pod = _container(docs, deployment)
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert volumes["linstor-client-tls"]["secret"] == {"secretName": "stork-linstor-client-tls", "optional": True}
+        mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+        assert config["STORK_LINSTOR_CLIENT_CERT"].startswith(mounts["linstor-client-tls"] + "/")
