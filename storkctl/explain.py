@@ -61,6 +61,10 @@ def installed_settings(kube: Kube, args: argparse.Namespace) -> None:
         if not args.csi_driver_name and data.get("STORK_CSI_DRIVER_NAME"):
             args.csi_driver_name = str(data["STORK_CSI_DRIVER_NAME"]).split(",")
         args.longhorn_namespace = data.get("STORK_LONGHORN_NAMESPACE") or args.longhorn_namespace
+        # The installed storage endpoints are in-cluster addresses: used when explain runs
+        # in the cluster, else pass --px-endpoint / --linstor-controllers (a port-forward).
+        args.px_endpoint = args.px_endpoint or data.get("STORK_PX_ENDPOINT") or ""
+        args.linstor_controllers = args.linstor_controllers or data.get("LS_CONTROLLERS") or ""
     args.score_mode = args.score_mode or data.get("STORK_SCORE_MODE") or "stork"
 
 

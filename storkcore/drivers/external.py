@@ -29,7 +29,7 @@ from typing import Any
 import requests
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from storkcore import claims
+from storkcore import claims, objects
 from storkcore.cache import Store
 from storkcore.cluster import ClusterState
 from storkcore.drivers.base import Driver, DriverOptions
@@ -38,6 +38,7 @@ from storkcore.model import DriverError, StorageNode, Topology, Volume
 log = logging.getLogger("stork.driver")
 
 BATCH = 50  # volumes per background refresh request
+IDLE_REFRESHES = 10  # a volume no request asked for in this many refresh intervals is forgotten
 
 
 class StorageApiError(DriverError):
@@ -64,6 +65,8 @@ class _Entry:
     facts: VolumeFacts | None = None  # None until the first successful fetch
     fetched_at: float = 0.0
     error: str = ""
+    pv_name: str = ""  # the PV it was asked for by (Portworx looks unknown ids up by this name)
+    used_at: float = field(default_factory=time.monotonic)  # last asked for by a request
 
 
 class HttpApi:
@@ -148,8 +151,9 @@ class ExternalDriver(Driver):
         """One storage node, from the API; None when it does not know the node."""
 
     @abstractmethod
-    def _fetch_volumes(self, volume_ids: list[str], timeout: float) -> dict[str, VolumeFacts]:
-        """Facts for each id; an id the storage system does not know maps to UNKNOWN."""
+    def _fetch_volumes(self, volume_ids: Mapping[str, str], timeout: float) -> dict[str, VolumeFacts]:
+        """Facts for each id (mapped to the name of its PV); an id the storage system does not
+        know maps to UNKNOWN."""
 
     @abstractmethod
     def _volume_id(self, pv: Mapping[str, Any]) -> str:
@@ -236,7 +240,7 @@ class ExternalDriver(Driver):
         pv = claims.bound_pv(self.cluster, pvc)
         if pv is None:
             return None
-        facts = self._facts(self._volume_id(pv))
+        facts = self._facts(self._volume_id(pv), objects.name(pv))
         unknown_nodes = [n for n in facts.data_nodes if n not in self._api_nodes]
         if unknown_nodes and self._api_nodes:
             self._want_nodes()
@@ -251,13 +255,15 @@ class ExternalDriver(Driver):
             windows=facts.windows or claims.is_windows_fs(sc, pv),
         )
 
-    def _facts(self, volume_id: str) -> VolumeFacts:
+    def _facts(self, volume_id: str, pv_name: str) -> VolumeFacts:
         with self._volumes_lock:
             entry = self._volumes.get(volume_id)
-            if entry is not None and entry.facts is not None:
-                return entry.facts
-            if entry is None:
-                entry = self._volumes[volume_id] = _Entry()
+            if entry is not None:
+                entry.used_at = time.monotonic()
+                if entry.facts is not None:
+                    return entry.facts
+            else:
+                entry = self._volumes[volume_id] = _Entry(pv_name=pv_name)
             if time.monotonic() < self._api_down_until:
                 raise DriverError(f"{self.name}: storage API unavailable ({entry.error or self._last_error})")
             waiting = self._inflight.get(volume_id)
@@ -268,7 +274,7 @@ class ExternalDriver(Driver):
                 fetcher = False
         if fetcher:
             try:
-                self._fetch_into_cache([volume_id], self.options.storage_budget)
+                self._fetch_into_cache({volume_id: pv_name}, self.options.storage_budget)
             finally:
                 waiting.set()
                 with self._volumes_lock:
@@ -281,7 +287,7 @@ class ExternalDriver(Driver):
                 raise DriverError(f"{self.name}: volume {volume_id} not loaded: {entry.error or 'still loading'}")
             return entry.facts
 
-    def _fetch_into_cache(self, volume_ids: list[str], timeout: float) -> bool:
+    def _fetch_into_cache(self, volume_ids: Mapping[str, str], timeout: float) -> bool:
         try:
             found = self._fetch_volumes(volume_ids, timeout)
         except StorageApiError as err:
@@ -294,25 +300,28 @@ class ExternalDriver(Driver):
         now = time.monotonic()
         with self._volumes_lock:
             for volume_id in volume_ids:
-                self._volumes[volume_id] = _Entry(facts=found.get(volume_id, UNKNOWN), fetched_at=now)
+                entry = self._volumes.setdefault(volume_id, _Entry())
+                entry.facts, entry.fetched_at, entry.error = found.get(volume_id, UNKNOWN), now, ""
         return True
 
     def _refresh_volumes(self, force: bool = False) -> None:
+        """Reads volumes that are due (failed ones each round, about once a second), and
+        forgets volumes no request has asked for in a while (their PVs are likely gone)."""
         now = time.monotonic()
+        idle = IDLE_REFRESHES * self.options.volume_refresh_interval
         with self._volumes_lock:
+            for volume_id in [v for v, e in self._volumes.items() if now - e.used_at > idle]:
+                del self._volumes[volume_id]
             due = [
-                volume_id
+                (volume_id, entry.pv_name)
                 for volume_id, entry in self._volumes.items()
                 if volume_id not in self._inflight
                 and (force or entry.facts is None or now - entry.fetched_at >= self.options.volume_refresh_interval)
             ]
         for start in range(0, len(due), BATCH):
-            if self._stop.is_set() or not self._fetch_into_cache(due[start : start + BATCH], self.options.api_timeout):
+            batch = dict(due[start : start + BATCH])
+            if self._stop.is_set() or not self._fetch_into_cache(batch, self.options.api_timeout):
                 return
-
-    def forget_volume(self, volume_id: str) -> None:
-        with self._volumes_lock:
-            self._volumes.pop(volume_id, None)
 
     # -- health of the storage API ---------------------------------------------
 
@@ -327,9 +336,9 @@ class ExternalDriver(Driver):
     def _note_failure(self, kind: str, err: Exception) -> None:
         self.refreshes[(kind, "error")] += 1
         self._last_error = str(err)
-        # Requests stop waiting on the API until the background thread gets an answer.
+        # Requests stop waiting on the API until the background thread gets an answer
+        # (it retries each round, about once a second; never in a tight loop).
         self._api_down_until = time.monotonic() + max(self.options.node_refresh_interval, 1.0)
-        self._wake.set()
         log.warning("storage API call failed", extra={"driver": self.name, "kind": kind, "error": str(err)})
 
     def collect(self) -> Iterator[Any]:

@@ -167,7 +167,7 @@ class LinstorDriver(ExternalDriver):
     def _volume_id(self, pv: Mapping[str, Any]) -> str:
         return resource_name(objects.text(pv, "spec", "csi", "volumeHandle") or objects.name(pv))
 
-    def _fetch_volumes(self, volume_ids: list[str], timeout: float) -> dict[str, VolumeFacts]:
+    def _fetch_volumes(self, volume_ids: Mapping[str, str], timeout: float) -> dict[str, VolumeFacts]:
         params = [("resources", r) for r in volume_ids]
         entries = _array(self.api.get("view_resources", "/v1/view/resources", params, timeout), "view/resources")
         holders: dict[str, set[str]] = {r: set() for r in volume_ids}

@@ -148,7 +148,6 @@ class PortworxDriver(ExternalDriver):
         super().__init__(cluster, options)
         self._api: PortworxApi | None = None
         self._api_lock = threading.Lock()
-        self._pv_names: dict[str, str] = {}  # volume id -> PV name, for the by-name lookup
 
     @property
     def provisioners(self) -> frozenset[str]:
@@ -225,22 +224,20 @@ class PortworxDriver(ExternalDriver):
     # -- volumes -------------------------------------------------------------
 
     def _volume_id(self, pv: Mapping[str, Any]) -> str:
-        volume_id = (
+        return (
             objects.text(pv, "spec", "portworxVolume", "volumeID")
             or objects.text(pv, "spec", "csi", "volumeHandle")
             or objects.name(pv)
         )
-        self._pv_names[volume_id] = objects.name(pv)
-        return volume_id
 
-    def _fetch_volumes(self, volume_ids: list[str], timeout: float) -> dict[str, VolumeFacts]:
+    def _fetch_volumes(self, volume_ids: Mapping[str, str], timeout: float) -> dict[str, VolumeFacts]:
         answer = self.api.get(
             "volume_inspect", "/v1/osd-volumes", params=[("VolumeID", v) for v in volume_ids], timeout=timeout
         )
         found = {f.id: f for f in (px_volume_facts(v) for v in _volume_list(answer)) if f.id}
         for missing in [v for v in volume_ids if v not in found]:
             # A PV whose id the API does not know is looked up by its name (locator.name).
-            pv_name = self._pv_names.get(missing, missing)
+            pv_name = volume_ids[missing] or missing
             by_name = _volume_list(self.api.get("volume_by_name", "/v1/osd-volumes", [("Name", pv_name)], timeout))
             found[missing] = px_volume_facts(by_name[0]) if by_name else UNKNOWN
         return found

@@ -438,3 +438,34 @@ def test_a_replica_on_a_new_node_brings_a_node_listing_before_its_interval(refre
     world.storage.set_replicas("vol2", ["late"])
     # The node listing is due only in 1000 s; the volume naming an unknown node asks for it now.
     wait_for(lambda: client.scores(claims_pod("vol2"), [*NODES, "n9"])[-1] == 100, "n9 never became a replica node")
+
+
+def test_a_failing_api_is_retried_about_once_a_second_not_hammered(external):
+    backend, world = external
+    world.add(backend.pv("vol3"), pvc("pvc-vol3", storage_class_name="fast", volume="vol3"))
+    world.server.failure = lambda: api_error(503, "down")
+    client = ExtenderClient(world)
+    assert client.kept(claims_pod("vol3"), NODES) == NODES  # fails open; vol3 is now waiting to load
+    world.server.reset_counts()
+    world.driver.start()
+    try:
+        time.sleep(3)
+        assert 1 <= world.server.count() <= 8  # a retry each round, not a loop
+    finally:
+        world.driver.stop()
+
+
+@pytest.mark.parametrize("driver", ["pxd", "linstor"])
+def test_volumes_no_request_asks_for_are_forgotten(driver):
+    backend, world = external_world(driver, volume_refresh_interval=0.05)  # idle after 10 rounds: 0.5 s
+    try:
+        client = ExtenderClient(world)
+        client.scores(claims_pod("vol1", "vol2"), NODES)
+        time.sleep(0.3)
+        client.scores(claims_pod("vol1"), NODES)  # vol1 stays in use
+        time.sleep(0.4)
+        world.driver.refresh_now()
+        metrics = client.app.test_client().get("/metrics").get_data(as_text=True)
+        assert f'stork_storage_cached_volumes{{driver="{driver}"}} 1.0' in metrics
+    finally:
+        backend.close()

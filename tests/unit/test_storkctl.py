@@ -193,6 +193,20 @@ def test_explain_takes_the_installed_driver_and_score_mode_from_stork_config():
     assert (args.driver, args.csi_driver_name, args.score_mode) == ("csi", ["a.csi", "b.csi"], "normalized")
     from storkctl.objects import Refused
 
+    linstor = FakeKube(
+        {
+            (CONFIG_MAPS, "stork", "stork-config"): {
+                "data": {"STORK_DRIVER": "linstor", "LS_CONTROLLERS": "http://ls:3370"}
+            }
+        }
+    )
+    args = build_parser().parse_args(["explain", "pod", "web-0"])
+    installed_settings(linstor, args)
+    assert (args.driver, args.linstor_controllers) == ("linstor", "http://ls:3370")
+    args = build_parser().parse_args(["explain", "pod", "web-0", "--linstor-controllers", "http://127.0.0.1:3370"])
+    installed_settings(linstor, args)
+    assert args.linstor_controllers == "http://127.0.0.1:3370"  # the command line wins
+
     with pytest.raises(Refused, match="no --driver given and no STORK_DRIVER in stork/stork-config"):
         installed_settings(FakeKube({}), build_parser().parse_args(["explain", "pod", "web-0"]))
 
