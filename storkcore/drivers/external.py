@@ -134,6 +134,7 @@ class ExternalDriver(Driver):
         self._thread: threading.Thread | None = None
         self._nodes_listed_at = 0.0
         self._nodes_wanted = True
+        self._asked_about: set[str] = set()  # unknown node ids that already brought a listing
         self._api_down_until = 0.0
         self._last_error = ""
         self.answered = threading.Event()  # the storage API has answered at least once
@@ -185,16 +186,20 @@ class ExternalDriver(Driver):
     def _run(self) -> None:
         while not self._stop.is_set():
             now = time.monotonic()
-            if self._nodes_wanted or now - self._nodes_listed_at >= self.options.node_refresh_interval:
+            if now - self._nodes_listed_at >= self.options.node_refresh_interval:
                 self._refresh_nodes()
+            elif self._nodes_wanted:
+                self._refresh_nodes(on_schedule=False)
             self._refresh_volumes()
             self._wake.wait(timeout=min(1.0, self.options.node_refresh_interval))
             self._wake.clear()
 
     # -- nodes ---------------------------------------------------------------
 
-    def _refresh_nodes(self) -> None:
+    def _refresh_nodes(self, on_schedule: bool = True) -> None:
         self._nodes_wanted = False
+        if on_schedule:
+            self._asked_about = set()
         try:
             listed = self._list_nodes()
         except StorageApiError as err:
@@ -225,9 +230,12 @@ class ExternalDriver(Driver):
         except StorageApiError as err:
             raise DriverError(f"{self.name}: cannot read node {storage_id}: {err}") from err
 
-    def _want_nodes(self) -> None:
-        """A volume named a node we do not know: list nodes soon (not on this request)."""
-        if not self._nodes_wanted:
+    def _want_nodes(self, unknown: set[str]) -> None:
+        """A volume named nodes we do not know: list nodes soon (not on this request), once
+        per unknown node until the next scheduled listing (a node the listing does not have
+        either must not bring a listing a second)."""
+        if unknown - self._asked_about and not self._nodes_wanted:
+            self._asked_about |= unknown
             self._nodes_wanted = True
             self._wake.set()
 
@@ -241,9 +249,9 @@ class ExternalDriver(Driver):
         if pv is None:
             return None
         facts = self._facts(self._volume_id(pv), objects.name(pv))
-        unknown_nodes = [n for n in facts.data_nodes if n not in self._api_nodes]
+        unknown_nodes = {n for n in facts.data_nodes if n not in self._api_nodes}
         if unknown_nodes and self._api_nodes:
-            self._want_nodes()
+            self._want_nodes(unknown_nodes)
         sc = claims.storage_class_of(self.cluster, pvc)
         labels = {**facts.labels, **claims.volume_labels(sc, pvc)}
         return Volume(

@@ -469,3 +469,17 @@ def test_volumes_no_request_asks_for_are_forgotten(driver):
         assert f'stork_storage_cached_volumes{{driver="{driver}"}} 1.0' in metrics
     finally:
         backend.close()
+
+
+def test_a_replica_on_a_node_the_storage_never_lists_brings_one_listing_only(refreshing):
+    _, world = refreshing
+    client = ExtenderClient(world)
+    world.storage.set_replicas("vol1", ["ghost"])
+    wait_for(lambda: client.scores(claims_pod("vol1"), NODES) == [5] * 5, "the volume's new replica was not seen")
+    listing = "GET /v1/cluster/enumerate" if world.driver.name == "pxd" else "GET /v1/nodes"
+    world.server.reset_counts()
+    deadline = time.monotonic() + 2.5
+    while time.monotonic() < deadline:
+        client.scores(claims_pod("vol1"), NODES)
+        time.sleep(0.05)
+    assert world.server.count(listing) <= 1  # not a listing every round for the same unknown node
