@@ -14,7 +14,7 @@ from extender.candidates import CandidateResolver
 from extender.filter import FilterOutcome, filter_candidates
 from extender.metrics import ExtenderMetrics, PlacementCollector
 from extender.protocol import ExtenderArgs, ProtocolError, filter_result, parse_args, priority_list
-from extender.scoring import holds_any_replica, normalize, score_candidates
+from extender.scoring import FLOOR, holds_any_replica, normalize, score_candidates
 from storkcore import objects
 from storkcore.drivers.base import Driver
 from storkcore.events import EventSink
@@ -48,7 +48,7 @@ class Extender:
     def prioritize(self, args: ExtenderArgs) -> bytes:
         storage = assess_pod(self.driver, args.pod)
         if not storage.concerns_driver:
-            return priority_list(args.names, [0] * len(args.names))
+            return priority_list(args.names, [FLOOR] * len(args.names))  # as upstream: 5 everywhere
         candidates = self.resolver.resolve(args)
         scores = score_candidates(args.pod, storage, self.driver.index().by_id, candidates)
         has_replicas = any(v.data_nodes for v in storage.volumes)

@@ -4,8 +4,11 @@ Per volume, a node scores its best single match: it holds a replica (100),
 shares a rack (50), a zone (25) or a region (10) with a replica node. A
 StorageDown node cannot serve a replica locally (its own replica counts as
 rack-level) and its scores are halved; Offline and Degraded nodes have no
-locality at all. Volume scores are summed; a total of 0 becomes 5 so that
-every storage node outranks nodes the driver does not know (0).
+locality at all. Volume scores are summed; anti-hyperconverged volumes then set
+their replica nodes to 5 and add 100 to every other Online node; last, a total
+of 0 becomes 5 so that every storage node outranks nodes the driver does not
+know (0). A pod without driver volumes gets 5 everywhere. These are upstream
+Stork's numbers exactly.
 """
 
 from __future__ import annotations
@@ -74,6 +77,8 @@ class Locality:
 def score_candidates(
     pod: Mapping, storage: PodStorage, index_by_id: Mapping[str, StorageNode], candidates: list[Candidate]
 ) -> list[int]:
+    if not storage.concerns_driver:
+        return [FLOOR] * len(candidates)  # no driver volumes: the same 5 everywhere, as upstream
     if not storage.uses_driver or storage.blocked or storage.driver_error:
         return [UNKNOWN] * len(candidates)  # no opinion
     if ann.is_true(objects.annotations(pod).get(ann.DISABLE_HYPERCONVERGENCE)):
@@ -123,12 +128,12 @@ def _node_score(
         if parts is not None:
             halved = " halved: StorageDown" if kind and node.status == NodeStatus.STORAGE_DOWN else ""
             parts.append(f"{volume}: {kind or 'no locality'} {points}{halved}")
-    if total == 0:
+    if remote:
+        total = _anti_hyperconverge(total, storage_id, node.status, remote, parts)
+    if total == 0:  # last, as upstream: a non-replica node of a shared volume scores exactly 100
         total = FLOOR
         if parts is not None:
             parts.append(f"floor {FLOOR}")
-    if remote:
-        total = _anti_hyperconverge(total, storage_id, node.status, remote, parts)
     return total
 
 
@@ -151,6 +156,8 @@ def explain_score(
     pod: Mapping, storage: PodStorage, index_by_id: Mapping[str, StorageNode], candidate: Candidate
 ) -> tuple[int, list[str]]:
     """A candidate's score and its parts, by the code `score_candidates` runs (for `storkctl explain`)."""
+    if not storage.concerns_driver:
+        return FLOOR, [f"no driver volumes: {FLOOR} everywhere"]
     if not storage.uses_driver or storage.blocked or storage.driver_error:
         return UNKNOWN, ["no opinion: " + (storage.blocked or storage.driver_error or "no driver volumes")]
     if ann.is_true(objects.annotations(pod).get(ann.DISABLE_HYPERCONVERGENCE)):

@@ -68,7 +68,7 @@ def test_every_node_fails_when_no_replica_is_on_an_online_node(backend):
 def test_anti_hyperconverged_volume_prefers_nodes_without_replicas(backend):
     needs(backend, "shared")
     world = backend.world(layout(["1", "2", "1", "2", "3"]), {"share": ["n1", "n2"]}, shared=["share"])
-    assert ExtenderClient(world).scores(claims_pod("share"), NODES) == [5, 5, 105, 105, 105]
+    assert ExtenderClient(world).scores(claims_pod("share"), NODES) == [5, 5, 100, 100, 100]
 
 
 @pytest.mark.parametrize("identity", IDENTITIES)

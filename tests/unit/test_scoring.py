@@ -114,7 +114,8 @@ def test_disable_hyperconvergence_gives_every_node_five():
 
 def test_anti_hyperconverged_volume_prefers_nodes_without_replicas():
     world = longhorn_world(layout(["1", "2", "1", "2", "3"]), {"share": ["n1", "n2"]}, access_modes={"share": "rwx"})
-    assert ExtenderClient(world).scores(claims_pod("share"), NODES) == [5, 5, 105, 105, 105]
+    # Replica nodes 5; every other Online node 0 + 100, and the floor comes last: exactly 100.
+    assert ExtenderClient(world).scores(claims_pod("share"), NODES) == [5, 5, 100, 100, 100]
 
 
 def test_anti_hyperconvergence_turned_off_scores_by_locality():
@@ -134,7 +135,7 @@ def test_anti_hyperconverged_and_normal_volume_together():
         access_modes={"share": "rwx"},
     )
     # data: n3 100, rack-mate n1 50; then share sets n1 to 5 and adds 100 elsewhere.
-    assert ExtenderClient(world).scores(claims_pod("data", "share"), NODES) == [5, 105, 200, 105, 105]
+    assert ExtenderClient(world).scores(claims_pod("data", "share"), NODES) == [5, 100, 200, 100, 100]
 
 
 def test_windows_volume_is_not_scored():
@@ -144,9 +145,22 @@ def test_windows_volume_is_not_scored():
     assert ExtenderClient(world).scores(claims_pod("vol1"), NODES) == [5] * 5
 
 
-def test_pod_without_driver_volumes_gets_neutral_scores():
+def test_pod_without_driver_volumes_gets_five_everywhere_as_upstream():
     world = longhorn_world(layout(["1", "2", "1", "2", "3"]), {"vol1": ["n1"]})
-    assert ExtenderClient(world).scores(pod("plain"), NODES) == [0] * 5
+    assert ExtenderClient(world).scores(pod("plain"), NODES) == [5] * 5
+    assert ExtenderClient(world).scores(pod("plain"), NODES, mode="nodes") == [5] * 5
+
+
+def test_anti_hyperconverged_volume_on_a_storage_down_or_offline_node():
+    world = longhorn_world(
+        layout(["1", "2", "1", "2", "3"]),
+        {"share": ["n1"]},
+        access_modes={"share": "rwx"},
+        storage_down=["n3"],
+        offline=["n4"],
+    )
+    # n1 holds the replica: 5. Online n2, n5: 100. StorageDown n3 and Offline n4 get no bonus: floor 5.
+    assert ExtenderClient(world).scores(claims_pod("share"), NODES) == [5, 100, 5, 5, 100]
 
 
 def test_normalized_mode_scales_into_zero_to_ten_keeping_order():
