@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import Counter as Tally
+from collections import OrderedDict
 from collections.abc import Callable
 
 from flask import Flask, Response, request
@@ -19,7 +21,7 @@ from storkcore import objects
 from storkcore.drivers.base import Driver
 from storkcore.events import EventSink
 from storkcore.kube import NODES, PODS
-from storkcore.pods import assess_pod
+from storkcore.pods import PodStorage, assess_pod
 from storkcore.web import add_health_routes, driver_ready, json_error, register_driver_metrics
 
 log = logging.getLogger(__name__)
@@ -35,9 +37,35 @@ class Extender:
         self.score_mode = score_mode
         self.metrics = metrics
         self.resolver = CandidateResolver(driver)
+        self._assessed: OrderedDict[tuple, PodStorage] = OrderedDict()
+        self._assessed_lock = threading.Lock()
+
+    RECENT_PODS = 64  # kube-scheduler asks /filter then /prioritize for one pod at a time
+
+    def assess(self, pod: dict) -> PodStorage:
+        """The pod's storage facts, computed once for its /filter and /prioritize.
+
+        Reused only for the same pod version (UID and resourceVersion) while nothing the
+        answer depends on has changed (every cached kind but pods, and the driver's state).
+        """
+        meta = objects.mapping(pod, "metadata")
+        uid, version = meta.get("uid"), meta.get("resourceVersion")
+        if not uid or not version:
+            return assess_pod(self.driver, pod)
+        key = (uid, version, self.driver.cluster.storage_version(), self.driver.state_version())
+        with self._assessed_lock:
+            found = self._assessed.get(key)
+        if found is not None:
+            return found
+        storage = assess_pod(self.driver, pod)
+        with self._assessed_lock:
+            self._assessed[key] = storage
+            while len(self._assessed) > self.RECENT_PODS:
+                self._assessed.popitem(last=False)
+        return storage
 
     def filter(self, args: ExtenderArgs) -> bytes:
-        storage = assess_pod(self.driver, args.pod)
+        storage = self.assess(args.pod)
         if not storage.concerns_driver:
             return filter_result(args, list(range(len(args.names))), {})
         candidates = self.resolver.resolve(args)
@@ -46,7 +74,7 @@ class Extender:
         return filter_result(args, outcome.kept, outcome.unresolvable, outcome.transient)
 
     def prioritize(self, args: ExtenderArgs) -> bytes:
-        storage = assess_pod(self.driver, args.pod)
+        storage = self.assess(args.pod)
         if not storage.concerns_driver:
             return priority_list(args.names, [FLOOR] * len(args.names))  # as upstream: 5 everywhere
         candidates = self.resolver.resolve(args)

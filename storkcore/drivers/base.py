@@ -86,6 +86,10 @@ class Driver(ABC):
         """Whether the driver can answer (for /readyz, together with the caches)."""
         return True
 
+    def state_version(self) -> tuple[int, ...]:
+        """Changes to what the driver answers from, beyond the cluster's stores."""
+        return (self.generation,)
+
     # -- ownership ---------------------------------------------------------
 
     @property

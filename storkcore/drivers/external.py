@@ -137,6 +137,7 @@ class ExternalDriver(Driver):
         self._asked_about: set[str] = set()  # unknown node ids that already brought a listing
         self._api_down_until = 0.0
         self._last_error = ""
+        self._volumes_version = 0  # bumped when any volume's facts change
         self.answered = threading.Event()  # the storage API has answered at least once
         self.refreshes: Counter[tuple[str, str]] = Counter()  # (kind, result)
         self.last_refresh: dict[str, float] = {}  # kind -> wall time of the last success
@@ -177,6 +178,9 @@ class ExternalDriver(Driver):
 
     def ready(self) -> bool:
         return self.answered.is_set()
+
+    def state_version(self) -> tuple[int, ...]:
+        return (self.generation, self._volumes_version)
 
     def refresh_now(self) -> None:
         """One synchronous round of background work (tests and one-shot commands)."""
@@ -309,7 +313,10 @@ class ExternalDriver(Driver):
         with self._volumes_lock:
             for volume_id in volume_ids:
                 entry = self._volumes.setdefault(volume_id, _Entry())
-                entry.facts, entry.fetched_at, entry.error = found.get(volume_id, UNKNOWN), now, ""
+                facts = found.get(volume_id, UNKNOWN)
+                if facts != entry.facts:
+                    self._volumes_version += 1
+                entry.facts, entry.fetched_at, entry.error = facts, now, ""
         return True
 
     def _refresh_volumes(self, force: bool = False) -> None:

@@ -60,7 +60,7 @@ def test_serves_health_and_verbs_under_gunicorn(extender):
     kept = requests.post(base + "/filter", json={"Pod": pod, "NodeNames": ["a", "b"]}, timeout=5).json()
     assert kept["NodeNames"] == ["a", "b"] and kept["Error"] == ""
     scores = requests.post(base + "/prioritize", json={"Pod": pod, "NodeNames": ["a"]}, timeout=5).json()
-    assert scores == [{"Host": "a", "Score": 0}]
+    assert scores == [{"Host": "a", "Score": 5}]  # no driver volumes: 5 everywhere, as upstream
     bad = requests.post(base + "/filter", data=b"{", timeout=5)
     assert bad.status_code == 400 and "not JSON" in bad.json()["error"]
     assert "stork_extender_requests_total" in requests.get(base + "/metrics", timeout=5).text

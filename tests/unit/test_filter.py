@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from storkcore.kube import NODES as NODE_STORE
-from tests.builders import k8s_node, longhorn_world, pod, pvc, storage_class, topology_labels
+from tests.builders import k8s_node, lh_replica, longhorn_world, pod, pvc, storage_class, topology_labels
 from tests.unit.extender_client import ExtenderClient
 
 NODES = ["n1", "n2", "n3", "n4"]
@@ -182,3 +182,21 @@ def test_api_unreachable_on_cache_miss_fails_open_with_event():
     assert client.kept(pod("app", ["not-cached"]), NODES) == NODES
     ((reason, message),) = client.reasons()
     assert reason == "NonOptimumScheduling" and "cannot read persistentvolumeclaims not-cached" in message
+
+
+def test_filter_and_prioritize_of_one_pod_version_read_its_storage_once(monkeypatch):
+    world = longhorn_world(LAYOUT, {"vol1": ["n1", "n2"], "vol2": ["n3"]})
+    reads = []
+    original = world.driver.volume
+    monkeypatch.setattr(world.driver, "volume", lambda pvc: reads.append(pvc) or original(pvc))
+    client = ExtenderClient(world)
+    the_pod = pod("app", ["pvc-vol1", "pvc-vol2"])
+    client.filter(the_pod, NODES)
+    assert client.scores(the_pod, NODES)[3] == 50  # n4 shares a rack with vol1's n2
+    assert len(reads) == 2  # one read per volume, shared by both verbs
+    world.add(lh_replica("vol2-r9", "vol2", "n4"))  # the storage changed: read again
+    assert client.scores(the_pod, NODES)[3] == 150
+    assert len(reads) == 4
+    newer = {**the_pod, "metadata": {**the_pod["metadata"], "resourceVersion": "999999"}}
+    client.scores(newer, NODES)  # another version of the pod: read again
+    assert len(reads) == 6
