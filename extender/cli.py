@@ -15,6 +15,7 @@ from storkcore.events import EventRecorder
 from storkcore.kube import PODS, Kube, load_api_client
 
 log = logging.getLogger("stork.extender")
+RUNNING = "status.phase=Running"
 
 
 def build_parser() -> cli.EnvDefaultsParser:
@@ -37,7 +38,9 @@ def build_app(args) -> Flask:
     kube = Kube(load_api_client(args.kubeconfig, user_agent="stork-extender"))
     cluster = ClusterState(kube)
     driver = make_driver(args.driver, cluster, cli.driver_options(args))
-    cluster.store(PODS)  # for the placement gauges
+    # Only Running pods count in the placement gauges; pods being scheduled are Pending, so
+    # the scheduling burst sends this process no pod events at all.
+    cluster.store(PODS, field_selector=RUNNING)
     cluster.start()
     driver.start()
     app = create_app(driver, EventRecorder(kube, "stork-extender"), args.score_mode)

@@ -116,10 +116,11 @@ class Reflector:
     MIN_BACKOFF = 0.5
     MAX_BACKOFF = 30.0
 
-    def __init__(self, kube: Kube, resource: Resource, store: Store) -> None:
+    def __init__(self, kube: Kube, resource: Resource, store: Store, field_selector: str = "") -> None:
         self.kube = kube
         self.resource = resource
         self.store = store
+        self.field_selector = field_selector
         self.synced = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"reflector {resource}", daemon=True)
@@ -157,7 +158,7 @@ class Reflector:
         return min(backoff * 2, self.MAX_BACKOFF)
 
     def _list(self) -> None:
-        found, version = self.kube.list(self.resource)
+        found, version = self.kube.list(self.resource, field_selector=self.field_selector)
         self.store.replace(found)
         self._resource_version = version
         if not self.synced.is_set():
@@ -165,7 +166,8 @@ class Reflector:
         self.synced.set()
 
     def _watch(self) -> None:
-        for event in self.kube.watch(self.resource, self._resource_version, self.WATCH_SECONDS):
+        watch = self.kube.watch(self.resource, self._resource_version, self.WATCH_SECONDS, self.field_selector)
+        for event in watch:
             if self._stop.is_set():
                 return
             self._apply(event)

@@ -46,14 +46,18 @@ class ClusterState:
         for resource in (NODES, PVCS, PVS, STORAGE_CLASSES, CSI_NODES):
             self.store(resource)
 
-    def store(self, resource: Resource) -> Store:
-        """The store of a resource, created (and watched, if started) on first use."""
+    def store(self, resource: Resource, field_selector: str = "") -> Store:
+        """The store of a resource, created (and watched, if started) on first use.
+
+        A field selector, given when the store is created, keeps only matching objects
+        (the API sends a deletion when an object stops matching).
+        """
         with self._lock:
             found = self._stores.get(resource)
             if found is None:
                 found = self._stores[resource] = Store()
                 if self.kube is not None:
-                    self._reflectors[resource] = Reflector(self.kube, resource, found)
+                    self._reflectors[resource] = Reflector(self.kube, resource, found, field_selector)
                     if self._started and self._watches(resource):
                         self._reflectors[resource].start()
             return found

@@ -127,18 +127,21 @@ class Kube:
                 return None
             raise
 
-    def list(self, resource: Resource, page_size: int = 500) -> tuple[list[dict], str]:
+    def list(self, resource: Resource, page_size: int = 500, field_selector: str = "") -> tuple[list[dict], str]:
         """Every object of a resource (paged) and the list's resourceVersion."""
         found: list[dict] = []
         token: str | None = None
         while True:
-            page = self.request("GET", resource.collection_path(), {"limit": page_size, "continue": token}, timeout=60)
+            query = {"limit": page_size, "continue": token, "fieldSelector": field_selector or None}
+            page = self.request("GET", resource.collection_path(), query, timeout=60)
             found.extend(page.get("items") or [])
             token = (page.get("metadata") or {}).get("continue")
             if not token:
                 return found, (page.get("metadata") or {}).get("resourceVersion", "")
 
-    def watch(self, resource: Resource, resource_version: str, timeout_seconds: int) -> Iterator[dict]:
+    def watch(
+        self, resource: Resource, resource_version: str, timeout_seconds: int, field_selector: str = ""
+    ) -> Iterator[dict]:
         """Watch events from resource_version; ends when the server closes the watch."""
         resp = self.request(
             "GET",
@@ -148,6 +151,7 @@ class Kube:
                 "resourceVersion": resource_version,
                 "allowWatchBookmarks": "true",
                 "timeoutSeconds": timeout_seconds,
+                "fieldSelector": field_selector or None,
             },
             timeout=(10, timeout_seconds + 30),
             stream=True,

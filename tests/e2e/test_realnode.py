@@ -4,6 +4,7 @@ volume; deleting it really stops it; stopping the node leaves nothing behind."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 import pytest
@@ -32,6 +33,12 @@ def test_pod_on_a_local_volume_runs_on_the_real_node(kube, cluster, real_node, s
     )
     assert pod["spec"]["schedulerName"] == "stork-csi"  # our webhook
     assert pod["spec"]["nodeName"] == NODE_NAME  # the real scheduler, through our extender
+    # The extender watches Running pods only (a field selector); this one counts as local to its data.
+    wait_for(
+        lambda: re.search(r"^stork_hyperconverged_pods_total [1-9]", stork_csi.metrics(), re.M),
+        30,
+        "the running pod in the placement gauge",
+    )
     name = pod["metadata"]["name"]
     read = wait_for(
         lambda: subprocess.run(

@@ -26,10 +26,10 @@ class ScriptedKube:
         self.gets: list[str] = []
         self.done = threading.Event()
 
-    def list(self, resource):
+    def list(self, resource, field_selector=""):
         return self.lists.pop(0)
 
-    def watch(self, resource, resource_version, timeout_seconds):
+    def watch(self, resource, resource_version, timeout_seconds, field_selector=""):
         self.watched_from.append(resource_version)
         if not self.watches:
             self.done.set()
