@@ -138,7 +138,7 @@ def test_a_storage_node_known_only_by_its_ip_holds_the_pod(kube, storage, namesp
 
 def test_pod_moves_off_a_node_whose_storage_went_down(kube, cluster, storage, namespace):
     name = f"controller-{storage.driver}"
-    lease = ["--lease-name", name]
+    lease = ["--lease-name", f"{storage.scheduler}-controller"]  # its own lease: a test-only instance
     base = cluster.start_controller(name, storage.driver, [*FAST, *lease, *storage.driver_args()])
     try:
         app = workload(kube, storage, namespace, ["node-0", "node-2"])

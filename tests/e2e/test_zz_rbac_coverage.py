@@ -22,6 +22,9 @@ from tests.manifests.rendering import kubectl, of_kind, render
 pytestmark = pytest.mark.e2e
 
 COMPONENTS = ("stork-extender", "stork-webhook", "stork-controller", "stork-certs")
+# The harness's test-only stork instances (second schedulers, their webhooks and leases): not
+# part of the manifests, which install one instance named stork.
+HARNESS_ONLY = ("stork-csi", "stork-pxd", "stork-linstor")
 # Kinds the local 1.20 apiserver does not serve (policy/v1 arrived in 1.21), and cert-manager's.
 NOT_IN_1_20 = {("policy/v1", "PodDisruptionBudget")}
 
@@ -35,8 +38,8 @@ def audited_calls(audit_log: Path) -> dict[str, set[tuple[str, str, str, str, st
         ref = event.get("objectRef")
         if agent not in calls or not ref:
             continue
-        if ref.get("name", "").startswith("stork-csi"):
-            continue  # the harness's second, test-only stork instance: not part of the manifests
+        if ref.get("name", "").startswith(HARNESS_ONLY):
+            continue
         resource = ref["resource"] + (f"/{ref['subresource']}" if ref.get("subresource") else "")
         name = "" if event["verb"] in ("create", "list", "watch") else ref.get("name", "")
         calls[agent].add((event["verb"], ref.get("apiGroup", ""), resource, ref.get("namespace", ""), name))
