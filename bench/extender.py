@@ -110,31 +110,10 @@ def serve_extender(node_count: int, port: int, driver: str, storage_url: str) ->
 
 
 def serve_floor(port: int) -> None:
-    from flask import Flask, Response, request
-
-    from extender.protocol import filter_result, parse_args, priority_list
+    from bench.servers import floor_app
     from storkcore.serving import serve
 
-    def factory():
-        app = Flask("floor")
-
-        @app.get("/livez")
-        def livez():
-            return "ok"
-
-        @app.post("/filter")
-        def filter_verb():
-            args = parse_args(request.get_data())
-            return Response(filter_result(args, list(range(len(args.names))), {}), mimetype="application/json")
-
-        @app.post("/prioritize")
-        def prioritize_verb():
-            args = parse_args(request.get_data())
-            return Response(priority_list(args.names, [0] * len(args.names)), mimetype="application/json")
-
-        return app
-
-    serve(factory, f"127.0.0.1:{port}", log_level="error")
+    serve(floor_app, f"127.0.0.1:{port}", log_level="error")
 
 
 def measure(port: int, bodies: dict[str, bytes], count: int) -> dict[tuple[str, str], tuple[list[float], list[float]]]:

@@ -13,6 +13,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from typing import Self
 
 from flask import Flask, Response, request
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
@@ -73,3 +74,20 @@ class SimulatedServer:
         if self.failure is not None:
             return self.failure()
         return None
+
+
+class SimulatedSystem:
+    """A simulated storage system behind its SimulatedServer: start, stop, and where it listens."""
+
+    server: SimulatedServer
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def start(self) -> Self:
+        self.server.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.stop()

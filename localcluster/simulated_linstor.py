@@ -31,7 +31,7 @@ from typing import Any
 
 from flask import Flask, Response, request
 
-from localcluster.simulated_http import SimulatedServer
+from localcluster.simulated_http import SimulatedServer, SimulatedSystem
 
 MASK_ERROR = -(1 << 62)  # 0xC000000000000000 as a signed 64-bit number
 FAIL_NOT_FOUND_RSC_DFN = MASK_ERROR | 301
@@ -52,7 +52,7 @@ def _json(payload: Any) -> Response:
     return Response(json.dumps(payload), status=200, content_type="application/json")
 
 
-class SimulatedLinstor:
+class SimulatedLinstor(SimulatedSystem):
     """A LINSTOR controller's REST API with state a test can change."""
 
     def __init__(self, tls: ssl.SSLContext | None = None) -> None:
@@ -61,17 +61,6 @@ class SimulatedLinstor:
         self.resources: dict[tuple[str, str], dict[str, Any]] = {}
         self._lock = threading.Lock()
         self.server = SimulatedServer(self._app(), tls=tls)
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    def start(self) -> SimulatedLinstor:
-        self.server.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.stop()
 
     # -- state -----------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from typing import Any
 import jwt
 from flask import Flask, Response, request
 
-from localcluster.simulated_http import SimulatedServer
+from localcluster.simulated_http import SimulatedServer, SimulatedSystem
 
 STATUS = {
     "STATUS_NONE": 0,
@@ -67,7 +67,7 @@ def go_json(payload: Any) -> Response:
     return Response(json.dumps(payload, separators=(",", ":")) + "\n", status=200, content_type="application/json")
 
 
-class SimulatedPortworx:
+class SimulatedPortworx(SimulatedSystem):
     """A Portworx cluster's REST API with state a test can change."""
 
     def __init__(self, tls: ssl.SSLContext | None = None, status_as_name: bool = False) -> None:
@@ -77,19 +77,6 @@ class SimulatedPortworx:
         self.auth: dict[str, str] = {}  # issuer -> shared secret; empty: security off
         self._lock = threading.Lock()
         self.server = SimulatedServer(self._app(), tls=tls)
-
-    # -- lifecycle -------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    def start(self) -> SimulatedPortworx:
-        self.server.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.stop()
 
     # -- state -----------------------------------------------------------------
 

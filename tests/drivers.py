@@ -128,6 +128,42 @@ class _ExternalBackend(Backend):
             "ip": (f"storage-{index}", "", internal_ip(index)),  # only the InternalIP matches
         }[identity]
 
+    endpoint_option = ""  # the DriverOptions field that names the server
+
+    def new_server(self) -> Any:
+        raise NotImplementedError
+
+    def add_storage_node(
+        self, server: Any, node_name: str, index: int, labels: Mapping[str, str], identity: str,
+        storage_down: bool, offline: bool,
+    ) -> str:  # fmt: skip
+        """Adds the storage node for a Kubernetes node; returns its storage id."""
+        raise NotImplementedError
+
+    def add_storage_volume(self, server: Any, volume: str, holders: list[str], shared: bool) -> None:
+        raise NotImplementedError
+
+    def world(self, nodes, volumes, storage_down=(), offline=(), shared=(), identity="name"):
+        server = self.new_server().start()
+        self.servers.append(server)
+        self.ids = {
+            node_name: self.add_storage_node(
+                server, node_name, i, labels, identity, node_name in storage_down, node_name in offline
+            )
+            for i, (node_name, labels) in enumerate(nodes.items())
+        }
+        for volume, holders in volumes.items():
+            self.add_storage_volume(server, volume, [self.ids[h] for h in holders], volume in shared)
+        world = World(self.name, **{self.endpoint_option: server.url}, **self.options)
+        world.storage = server  # type: ignore[attr-defined]
+        self._k8s(world, nodes, volumes)
+        self.sync(world)
+        return world
+
+    def set_replicas(self, world: World, volume: str, nodes: list[str]) -> None:
+        world.storage.set_replicas(volume, [self.ids[n] for n in nodes])  # type: ignore[attr-defined]
+        self.sync(world)
+
     @staticmethod
     def sync(world: World) -> None:
         driver = world.driver
@@ -138,27 +174,20 @@ class _ExternalBackend(Backend):
 class PortworxBackend(_ExternalBackend):
     name = "pxd"
     provisioner = "pxd.portworx.com"
+    endpoint_option = "px_endpoint"
 
-    def world(self, nodes, volumes, storage_down=(), offline=(), shared=(), identity="name"):
-        px = SimulatedPortworx().start()
-        self.servers.append(px)
-        ids = {}
-        for i, (node_name, labels) in enumerate(nodes.items()):
-            storage_id, host, ip = self.storage_name(node_name, i, identity)
-            status = "STATUS_OFFLINE" if node_name in offline else "STATUS_OK"
-            status = "STATUS_STORAGE_DOWN" if node_name in storage_down else status
-            scheduler = node_name if identity == "name" else ""
-            px.add_node(storage_id, scheduler_name=scheduler, hostname=host, ip=ip, status=status, labels=labels)
-            ids[node_name] = storage_id
-        self.ids = ids
-        for volume, holders in volumes.items():
-            service = "CLUSTERIP" if volume in shared else None
-            px.add_volume(volume, [ids[h] for h in holders], sharedv4=volume in shared, service_type=service)
-        world = World("pxd", px_endpoint=px.url, **self.options)
-        world.px = px  # type: ignore[attr-defined]
-        self._k8s(world, nodes, volumes)
-        self.sync(world)
-        return world
+    def new_server(self) -> SimulatedPortworx:
+        return SimulatedPortworx()
+
+    def add_storage_node(self, server, node_name, index, labels, identity, storage_down, offline) -> str:
+        storage_id, host, ip = self.storage_name(node_name, index, identity)
+        status = "STATUS_STORAGE_DOWN" if storage_down else "STATUS_OFFLINE" if offline else "STATUS_OK"
+        scheduler = node_name if identity == "name" else ""
+        server.add_node(storage_id, scheduler_name=scheduler, hostname=host, ip=ip, status=status, labels=labels)
+        return storage_id
+
+    def add_storage_volume(self, server, volume, holders, shared) -> None:
+        server.add_volume(volume, holders, sharedv4=shared, service_type="CLUSTERIP" if shared else None)
 
     def pv(self, volume):
         return {
@@ -168,43 +197,34 @@ class PortworxBackend(_ExternalBackend):
             "spec": {"portworxVolume": {"volumeID": volume}},
         }
 
-    def set_replicas(self, world, volume, nodes):
-        world.px.set_replicas(volume, [self.ids[n] for n in nodes])  # type: ignore[attr-defined]
-        self.sync(world)
-
     def forget_volume(self, world, volume):
-        world.px.remove_volume(volume)  # type: ignore[attr-defined]
+        world.storage.remove_volume(volume)  # type: ignore[attr-defined]
         self.sync(world)
 
 
 class LinstorBackend(_ExternalBackend):
     name = "linstor"
     provisioner = LINSTOR
+    endpoint_option = "linstor_controllers"
     cannot = {
         "storage_down": "a LINSTOR node is connected or not: there is no StorageDown",
         "shared": "LINSTOR volumes are block devices attached where the pod runs: no anti-hyperconvergence",
     }
 
-    def world(self, nodes, volumes, storage_down=(), offline=(), shared=(), identity="name"):
-        ls = SimulatedLinstor().start()
-        self.servers.append(ls)
-        ids = {}
-        for i, (node_name, labels) in enumerate(nodes.items()):
-            storage_id, host, ip = self.storage_name(node_name, i, identity)
-            k8s_hostname = node_name if identity == "name" else ""
-            if identity in ("hostname", "short"):
-                storage_id = host  # LINSTOR has one name per node: the host's
-            ls.add_node(storage_id, ip=ip, k8s_hostname=k8s_hostname, labels=labels, online=node_name not in offline)
-            ids[node_name] = storage_id
-        self.ids = ids
-        for volume, holders in volumes.items():
-            for holder in holders:
-                ls.add_resource(volume, ids[holder])
-        world = World("linstor", linstor_controllers=ls.url, **self.options)
-        world.ls = ls  # type: ignore[attr-defined]
-        self._k8s(world, nodes, volumes)
-        self.sync(world)
-        return world
+    def new_server(self) -> SimulatedLinstor:
+        return SimulatedLinstor()
+
+    def add_storage_node(self, server, node_name, index, labels, identity, storage_down, offline) -> str:
+        storage_id, host, ip = self.storage_name(node_name, index, identity)
+        if identity in ("hostname", "short"):
+            storage_id = host  # LINSTOR has one name per node: the host's
+        k8s_hostname = node_name if identity == "name" else ""
+        server.add_node(storage_id, ip=ip, k8s_hostname=k8s_hostname, labels=labels, online=not offline)
+        return storage_id
+
+    def add_storage_volume(self, server, volume, holders, shared) -> None:
+        for holder in holders:
+            server.add_resource(volume, holder)
 
     def pv(self, volume):
         return {
@@ -214,12 +234,8 @@ class LinstorBackend(_ExternalBackend):
             "spec": {"csi": {"driver": LINSTOR, "volumeHandle": volume}},
         }
 
-    def set_replicas(self, world, volume, nodes):
-        world.ls.set_replicas(volume, [self.ids[n] for n in nodes])  # type: ignore[attr-defined]
-        self.sync(world)
-
     def forget_volume(self, world, volume):
-        world.ls.remove_resource(volume)  # type: ignore[attr-defined]
+        world.storage.remove_resource(volume)  # type: ignore[attr-defined]
         self.sync(world)
 
 

@@ -322,7 +322,6 @@ def test_simulated_linstor_speaks_what_linbits_client_reads(ls):
 def external_world(name: str, **options):
     backend = {"pxd": PortworxBackend, "linstor": LinstorBackend}[name](**options)
     world = backend.world(layout(["1", "2", "1", "2", "3"]), {"vol1": ["n1"], "vol2": ["n2"]})
-    world.storage = world.px if name == "pxd" else world.ls  # type: ignore[attr-defined]
     world.server = world.storage.server  # type: ignore[attr-defined]
     return backend, world
 
