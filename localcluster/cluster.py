@@ -78,7 +78,7 @@ class LocalCluster:
         stork.start()
         return stork
 
-    def start_controller(self, name: str, driver: str, args: Iterable[str] = ()) -> str:
+    def start_controller(self, name: str, driver: str, args: Iterable[str] = (), ready_timeout: float = 60) -> str:
         """A `stork-controller` replica; returns the base URL of its health and metrics port."""
         port = free_port()
         self.control_plane.procs.start(
@@ -95,7 +95,7 @@ class LocalCluster:
             ],
         )
         base = f"http://127.0.0.1:{port}"
-        wait_until(lambda: self._answers(name, base + "/readyz"), 60, name)
+        wait_until(lambda: self._answers(name, base + "/readyz"), ready_timeout, name)
         return base
 
     def stop_process(self, name: str) -> None:

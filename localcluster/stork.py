@@ -47,6 +47,7 @@ class Stork:
     scheduler_name: str = "stork"
     namespace_labels: dict[str, str] = field(default_factory=dict)  # only namespaces with these labels
     extender_timeout: str = "5s"
+    ready_timeout: float = 60.0  # seconds for caches to sync at start (large benchmark clusters need more)
     extender_port: int = 0
     webhook_port: int = 0
 
@@ -124,7 +125,9 @@ class Stork:
             f"{self.name}-extender",
             [console_script("stork-extender"), *self._common_args(), "--bind", f"127.0.0.1:{self.extender_port}"],
         )
-        wait_until(lambda: self._ready(f"{self.name}-extender", self.extender_url), 60, f"{self.name} extender")
+        wait_until(
+            lambda: self._ready(f"{self.name}-extender", self.extender_url), self.ready_timeout, f"{self.name} extender"
+        )
 
     def start_webhook(self) -> None:
         procs = self.control_plane.procs
@@ -141,7 +144,9 @@ class Stork:
                 "1",
             ],
         )
-        wait_until(lambda: self._ready(f"{self.name}-webhook", self.webhook_url), 60, f"{self.name} webhook")
+        wait_until(
+            lambda: self._ready(f"{self.name}-webhook", self.webhook_url), self.ready_timeout, f"{self.name} webhook"
+        )
 
     def stop_webhook(self) -> None:
         self.control_plane.procs.stop(f"{self.name}-webhook")
