@@ -109,6 +109,26 @@ class Store:
                 log.exception("cache listener failed")
 
 
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def slim(obj: dict[str, Any]) -> dict[str, Any]:
+    """What a cache keeps of an object: everything but bookkeeping no stork-py code reads.
+
+    `metadata.managedFields` (server-side apply's field ownership) and kubectl's
+    last-applied-configuration annotation (a copy of the whole object as JSON) are
+    often most of a small object's size; in a cache of 100,000 objects that is
+    hundreds of MB.
+    """
+    meta = obj.get("metadata")
+    if isinstance(meta, dict):
+        meta.pop("managedFields", None)
+        notes = meta.get("annotations")
+        if isinstance(notes, dict) and LAST_APPLIED in notes:
+            meta["annotations"] = {k: v for k, v in notes.items() if k != LAST_APPLIED}
+    return obj
+
+
 class Reflector:
     """Keeps one Store in step with the API in a daemon thread."""
 
@@ -159,7 +179,7 @@ class Reflector:
 
     def _list(self) -> None:
         found, version = self.kube.list(self.resource, field_selector=self.field_selector)
-        self.store.replace(found)
+        self.store.replace([slim(o) for o in found])
         self._resource_version = version
         if not self.synced.is_set():
             log.info("cache synced", extra={"resource": str(self.resource), "objects": len(found)})
@@ -178,7 +198,7 @@ class Reflector:
             raise ApiError(int(obj.get("code") or 500), obj.get("message") or "watch error")
         version = objects.text(obj, "metadata", "resourceVersion")
         if kind in ("ADDED", "MODIFIED"):
-            self.store.upsert(obj)
+            self.store.upsert(slim(obj))
         elif kind == "DELETED":
             self.store.delete(obj)
         if version:

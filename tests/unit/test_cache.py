@@ -109,3 +109,24 @@ def test_change_log_names_changed_keys_until_it_overflows():
     latest = store.version
     store.upsert(named("h", "1"))
     assert store.changed_since(latest) == {("", "h")}
+
+
+def test_cached_objects_drop_field_ownership_and_last_applied_copies():
+    def noisy(name: str, rv: str) -> dict:
+        obj = named(name, rv)
+        obj["metadata"]["managedFields"] = [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}]
+        obj["metadata"]["annotations"] = {
+            "kubectl.kubernetes.io/last-applied-configuration": '{"spec": "a copy of everything"}',
+            "stork.libopenstorage.org/skipSchedulerScoring": "true",
+        }
+        return obj
+
+    kube = ScriptedKube(lists=[([noisy("a", "5")], "10")], watches=[[{"type": "ADDED", "object": noisy("b", "11")}]])
+    store = Store()
+    reflector = Reflector(kube, NODES, store)
+    reflector.start()
+    assert kube.done.wait(5)
+    reflector.stop()
+    for obj in store.list():
+        assert "managedFields" not in obj["metadata"]
+        assert obj["metadata"]["annotations"] == {"stork.libopenstorage.org/skipSchedulerScoring": "true"}
