@@ -7,6 +7,7 @@ scheduling."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -124,6 +125,15 @@ def workload(kube, storage: Storage, namespace: str, replicas_on: list[str]) -> 
     return app
 
 
+def last_refresh(metrics: str, driver: str) -> float:
+    found = re.search(
+        rf'^stork_storage_last_refresh_timestamp_seconds\{{driver="{driver}",kind="nodes"\}} ([0-9.e+]+)$',
+        metrics,
+        re.M,
+    )
+    return float(found.group(1)) if found else 0.0
+
+
 def test_pod_goes_to_stork_and_lands_on_a_replica_node(kube, storage, namespace):
     app = workload(kube, storage, namespace, ["node-1", "node-4"])
     pod = bound_pod(kube, namespace, app)
@@ -187,8 +197,11 @@ def test_failing_storage_api_never_blocks_scheduling(kube, cluster, storage, nam
         assert fail_open
     finally:
         storage.server.server.failure = None
+    back = time.time()
     text = stork.metrics()
     assert re.search(r'^stork_extender_fail_open_total\{verb="filter"\} [1-9]', text, re.M)
     assert not re.search(r'^stork_extender_requests_total\{code="5', text, re.M)  # never a scheduler error
+    # Requests stop waiting on a failing API until the background thread hears from it again.
+    wait_for(lambda: last_refresh(stork.metrics(), storage.driver) > back, 30, "the storage API to answer again")
     second = workload(kube, storage, namespace, ["node-3"])
     assert bound_pod(kube, namespace, second)["spec"]["nodeName"] == "node-3"  # answers again once it is back
