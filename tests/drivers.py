@@ -17,7 +17,6 @@ from localcluster.simulated_linstor import SimulatedLinstor
 from localcluster.simulated_portworx import SimulatedPortworx
 from storkcore.drivers.external import ExternalDriver
 from storkcore.drivers.linstor import PROVISIONER as LINSTOR
-from storkcore.kube import PVS
 from tests.builders import World, csi_world, k8s_node, longhorn_world, meta, pvc, storage_class
 
 # How the storage system names a Kubernetes node, for the node-matching scenarios.
@@ -240,7 +239,3 @@ class LinstorBackend(_ExternalBackend):
 
 
 BACKENDS = {b.name: b for b in (LonghornBackend, CsiBackend, PortworxBackend, LinstorBackend)}
-
-
-def pv_store(world: World) -> Any:
-    return world.cluster.store(PVS)
