@@ -6,6 +6,21 @@ differ, so expiry is judged from when we last saw it change). A leader counts
 itself the leader only while its last renewal is younger than
 `renew_deadline` (shorter than the lease): when renewals fail it stops acting
 before anyone else can start.
+
+Why not the official client's `kubernetes.leaderelection` (with its LeaseLock),
+which follows the same Lease protocol? Three things the controller needs that it
+does not do (each has a test in tests/unit/test_leader.py):
+1. Leadership is a question asked before every action (`is_leader()`), answered
+   from the last successful renewal: the library runs an `onstarted_leading`
+   callback in a thread and only learns it lost the lease after its renew loop
+   gave up, while that thread may still be deleting pods.
+2. A replica that loses the lease stays a candidate and leads again when the
+   lease is free: the library's `run()` returns for good after losing it (the
+   process would have to be restarted to compete again).
+3. It stops: `stop()` ends the election thread (SIGTERM, tests); the library's
+   acquire and renew loops sleep in `while True` with no way out.
+It also goes through stork-py's own API client (`storkcore.kube.Kube`), so the
+lease calls carry the component's user agent that the RBAC coverage test reads.
 """
 
 from __future__ import annotations

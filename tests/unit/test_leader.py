@@ -108,3 +108,51 @@ def test_leadership_changes_are_reported():
     clock.now += 11
     a.is_leader()
     assert changes == [True, False]
+
+
+def test_a_replica_that_lost_the_lease_competes_again_and_leads_later():
+    """Unlike kubernetes.leaderelection, whose run() returns for good after losing the lease."""
+    leases, clock = Leases(), Clock()
+    a, b = electors(leases, clock)
+    assert a.try_acquire_or_renew()
+    b.try_acquire_or_renew()
+    leases.down = True  # a cannot renew ...
+    clock.now += 11
+    assert not a.try_acquire_or_renew() and not a.is_leader()
+    leases.down = False
+    clock.now += 5
+    assert b.try_acquire_or_renew() and leases.holder() == "b"  # ... b took over
+    for _ in range(3):
+        clock.now += 2
+        assert b.try_acquire_or_renew() and not a.try_acquire_or_renew()
+    clock.now += 10  # b stopped renewing (gone); a is still a candidate ...
+    assert not a.try_acquire_or_renew()  # ... that waits until it saw the lease unchanged for 15 s
+    clock.now += 6
+    assert a.try_acquire_or_renew() and a.is_leader() and leases.holder() == "a"
+
+
+def test_stop_ends_the_election_thread():
+    """Unlike the library's acquire/renew loops, which never return while they wait."""
+    import threading
+
+    leases = Leases()
+    calls: list[str] = []
+    asked = threading.Event()
+    original_get = leases.get
+
+    def counting_get(namespace, name):
+        calls.append(name)
+        asked.set()
+        return original_get(namespace, name)
+
+    leases.get = counting_get  # type: ignore[method-assign]
+    elector = LeaderElector(leases, LeaseSettings(retry_period=0.01), "a")
+    thread = threading.Thread(target=elector.run)
+    thread.start()
+    assert asked.wait(2)
+    elector.stop()
+    thread.join(timeout=2)
+    assert not thread.is_alive()
+    made = len(calls)
+    threading.Event().wait(0.05)
+    assert len(calls) == made  # no lease calls after stop
