@@ -231,6 +231,7 @@ class PortworxDriver(ExternalDriver):
         )
 
     def _fetch_volumes(self, volume_ids: Mapping[str, str], timeout: float) -> dict[str, VolumeFacts]:
+        deadline = time.monotonic() + timeout  # one budget for the lookup by id and any by name
         answer = self.api.get(
             "volume_inspect", "/v1/osd-volumes", params=[("VolumeID", v) for v in volume_ids], timeout=timeout
         )
@@ -238,7 +239,10 @@ class PortworxDriver(ExternalDriver):
         for missing in [v for v in volume_ids if v not in found]:
             # A PV whose id the API does not know is looked up by its name (locator.name).
             pv_name = volume_ids[missing] or missing
-            by_name = _volume_list(self.api.get("volume_by_name", "/v1/osd-volumes", [("Name", pv_name)], timeout))
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise StorageApiError(f"osd-volumes: no time left to look {pv_name} up by name")
+            by_name = _volume_list(self.api.get("volume_by_name", "/v1/osd-volumes", [("Name", pv_name)], left))
             found[missing] = px_volume_facts(by_name[0]) if by_name else UNKNOWN
         return found
 
