@@ -109,8 +109,6 @@ def driver_options(args: argparse.Namespace) -> DriverOptions:
         volume_refresh_interval=args.volume_refresh_interval,
         px_endpoint=args.px_endpoint,
         px_ca_file=args.px_ca_file,
-        px_shared_secret=os.environ.get("PX_SHARED_SECRET", ""),
-        px_jwt_issuer=os.environ.get("PX_JWT_ISSUER", ""),
         linstor_controllers=args.linstor_controllers,
         linstor_client_cert=args.linstor_client_cert,
         linstor_client_key=args.linstor_client_key,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -83,21 +82,12 @@ def explain_pod(kube: Kube, args: argparse.Namespace) -> dict[str, Any]:
     try:
         if not cluster.wait_synced(args.sync_timeout):
             raise Refused(f"the cluster's objects did not load within {args.sync_timeout:.0f}s")
-        if not _wait(driver.ready, args.sync_timeout):
+        if not driver.wait_ready(args.sync_timeout):
             raise Refused(f"the {args.driver} storage API did not answer within {args.sync_timeout:.0f}s")
         return _report(driver, pod, args)
     finally:
         driver.stop()
         cluster.stop()
-
-
-def _wait(condition, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def _report(driver, pod: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:

@@ -31,8 +31,8 @@ class DriverOptions:
     volume_refresh_interval: float = 30.0
     px_endpoint: str = ""  # URL; empty: PX_ENDPOINT/PX_API_PORT, then the portworx-service Service
     px_ca_file: str = ""
-    px_shared_secret: str = ""
-    px_jwt_issuer: str = ""
+    px_shared_secret: str = ""  # empty: env PX_SHARED_SECRET
+    px_jwt_issuer: str = ""  # empty: env PX_JWT_ISSUER, else stork.openstorage.io
     linstor_controllers: str = ""  # comma-separated URLs; empty: http://linstor-controller:3370
     linstor_client_cert: str = ""
     linstor_client_key: str = ""
@@ -85,6 +85,10 @@ class Driver(ABC):
     def ready(self) -> bool:
         """Whether the driver can answer (for /readyz, together with the caches)."""
         return True
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Wait until ready (at most timeout seconds); whether it is."""
+        return self.ready()
 
     def state_version(self) -> tuple[int, ...]:
         """Changes to what the driver answers from, beyond the cluster's stores."""

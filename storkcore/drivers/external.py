@@ -45,6 +45,10 @@ class StorageApiError(DriverError):
     """The storage API did not answer, or answered with an error."""
 
 
+class StorageUnreachable(StorageApiError):
+    """No answer at all (connection refused, TLS failure, timeout): another endpoint may do."""
+
+
 @dataclass(frozen=True)
 class VolumeFacts:
     """What the storage system says about one volume (labels from the class and
@@ -102,7 +106,7 @@ class HttpApi:
             )
         except requests.RequestException as err:
             self.calls[(call, "unreachable")] += 1
-            raise StorageApiError(f"{call}: {self.base_url} unreachable: {_short(err)}") from err
+            raise StorageUnreachable(f"{call}: {self.base_url} unreachable: {_short(err)}") from err
         if resp.status_code >= 400:
             self.calls[(call, str(resp.status_code))] += 1
             raise StorageApiError(f"{call}: HTTP {resp.status_code}: {resp.text.strip()[:300]}")
@@ -179,6 +183,9 @@ class ExternalDriver(Driver):
     def ready(self) -> bool:
         return self.answered.is_set()
 
+    def wait_ready(self, timeout: float) -> bool:
+        return self.answered.wait(timeout)
+
     def state_version(self) -> tuple[int, ...]:
         return (self.generation, self._volumes_version)
 
@@ -208,10 +215,10 @@ class ExternalDriver(Driver):
             listed = self._list_nodes()
         except StorageApiError as err:
             self._note_failure("nodes", err)
-            self._nodes_listed_at = time.monotonic()
             return
+        finally:
+            self._nodes_listed_at = time.monotonic()
         self._note_success("nodes")
-        self._nodes_listed_at = time.monotonic()
         fresh = {node.storage_id: node for node in listed}
         with self._nodes_lock:
             gone = set(self._api_nodes) - set(fresh)
@@ -252,14 +259,15 @@ class ExternalDriver(Driver):
         pv = claims.bound_pv(self.cluster, pvc)
         if pv is None:
             return None
-        facts = self._facts(self._volume_id(pv), objects.name(pv))
+        volume_id = self._volume_id(pv)
+        facts = self._facts(volume_id, objects.name(pv))
         unknown_nodes = {n for n in facts.data_nodes if n not in self._api_nodes}
         if unknown_nodes and self._api_nodes:
             self._want_nodes(unknown_nodes)
         sc = claims.storage_class_of(self.cluster, pvc)
         labels = {**facts.labels, **claims.volume_labels(sc, pvc)}
         return Volume(
-            id=facts.id or self._volume_id(pv),
+            id=facts.id or volume_id,
             claim=claims.claim_id(pvc),
             data_nodes=facts.data_nodes,
             labels=labels,

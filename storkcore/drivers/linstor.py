@@ -33,7 +33,14 @@ from urllib.parse import urlsplit
 from storkcore import objects
 from storkcore.cluster import ClusterState
 from storkcore.drivers.base import DriverOptions
-from storkcore.drivers.external import UNKNOWN, ExternalDriver, HttpApi, StorageApiError, VolumeFacts
+from storkcore.drivers.external import (
+    UNKNOWN,
+    ExternalDriver,
+    HttpApi,
+    StorageApiError,
+    StorageUnreachable,
+    VolumeFacts,
+)
 from storkcore.model import NodeStatus, StorageNode
 
 PROVISIONER = "linstor.csi.linbit.com"
@@ -98,14 +105,12 @@ class LinstorApi:
 
     def get(self, call: str, path: str, params: list[tuple[str, str]], timeout: float | None = None) -> Any:
         order = self.clients[self._first :] + self.clients[: self._first]
-        last: StorageApiError | None = None
+        last: StorageUnreachable | None = None
         for client in order:
             try:
                 answer = client.get(call, path, params, timeout)
-            except StorageApiError as err:
+            except StorageUnreachable as err:  # an answer, even an error, is not a failover case
                 last = err
-                if "unreachable" not in str(err):
-                    raise  # the controller answered: an error, not a failover case
                 continue
             with self._lock:
                 self._first = self.clients.index(client)

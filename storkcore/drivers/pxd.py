@@ -29,7 +29,14 @@ import jwt
 from storkcore import objects
 from storkcore.cluster import ClusterState
 from storkcore.drivers.base import DriverOptions
-from storkcore.drivers.external import UNKNOWN, ExternalDriver, HttpApi, StorageApiError, VolumeFacts
+from storkcore.drivers.external import (
+    UNKNOWN,
+    ExternalDriver,
+    HttpApi,
+    StorageApiError,
+    StorageUnreachable,
+    VolumeFacts,
+)
 from storkcore.kube import Resource
 from storkcore.model import NodeStatus, StorageNode
 
@@ -203,11 +210,13 @@ class PortworxDriver(ExternalDriver):
     def _inspect_node(self, storage_id: str) -> StorageNode | None:
         try:
             node = self.api.get("cluster_inspect", f"/v1/cluster/inspect/{storage_id}")
-        except StorageApiError as err:
-            # The API answers an unknown id with an error; tell it apart from an outage.
+        except StorageUnreachable:
+            raise
+        except StorageApiError:
+            # The API answers an unknown id with an error (500); the listing tells it apart.
             if storage_id not in {n.storage_id for n in self._list_nodes()}:
                 return None
-            raise err
+            raise
         return self._storage_node(node) if objects.text(node, "Id") else None
 
     def _storage_node(self, node: Mapping[str, Any]) -> StorageNode:

@@ -482,3 +482,12 @@ def test_a_replica_on_a_node_the_storage_never_lists_brings_one_listing_only(ref
         client.scores(claims_pod("vol1"), NODES)
         time.sleep(0.05)
     assert world.server.count(listing) <= 1  # not a listing every round for the same unknown node
+
+
+def test_px_shared_secret_and_issuer_from_the_environment(px, monkeypatch):
+    px.add_node("id-1", scheduler_name="n1")
+    px.require_auth("issuer.example", SECRET)
+    monkeypatch.setenv("PX_SHARED_SECRET", SECRET)
+    monkeypatch.setenv("PX_JWT_ISSUER", "issuer.example")
+    world = px_world(px)  # no secret in the options: the environment's, as the install sets it
+    assert world.driver.node("id-1").scheduler_id == "n1"
