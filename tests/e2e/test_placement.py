@@ -69,11 +69,13 @@ def test_pod_stays_pending_with_our_reason_when_every_replica_node_is_offline(ku
         app, volume = longhorn_workload(kube, namespace, nodes)
         pod_name = wait_for(lambda: pods_of(kube, namespace, app), 30, "the pod")[0]["metadata"]["name"]
         reason = f"no replica of volume {volume} (PVC {namespace}/data) is on an Online node"
-        scheduler_event = wait_for(
-            lambda: [e for e in events_for(kube, namespace, pod_name) if reason in e.get("message", "")],
-            60,
-            "a FailedScheduling event with our reason",
-        )
+
+        def ours() -> list[dict]:
+            found = [e for e in events_for(kube, namespace, pod_name) if reason in e.get("message", "")]
+            # The scheduler's event and the extender's own are posted independently: wait for ours.
+            return found if any(e["source"].get("component") == "stork-extender" for e in found) else []
+
+        scheduler_event = wait_for(ours, 60, "a FailedScheduling event with our reason from stork-extender")
         assert {e["reason"] for e in scheduler_event} == {"FailedScheduling"}
         sources = {e["source"].get("component") for e in scheduler_event}
         assert "stork-extender" in sources  # our own event, besides the scheduler's
