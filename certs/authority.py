@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -27,12 +28,16 @@ class KeyPair:
         return self.cert.public_bytes(serialization.Encoding.PEM)
 
     def key_pem(self) -> bytes:
-        return self.key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        return private_key_pem(self.key)
 
     def expires(self) -> dt.datetime:
         return self.cert.not_valid_after_utc
+
+
+def private_key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def service_names(service: str, namespace: str) -> list[str]:
@@ -43,16 +48,23 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _builder(subject: str, issuer: x509.Name, public_key, days: int) -> x509.CertificateBuilder:
-    now = _now()
+def _builder(
+    subject: str, issuer: x509.Name, public_key, days: float, now: dt.datetime | None
+) -> x509.CertificateBuilder:
+    now = now or _now()
+    validity = dt.timedelta(days=days)
+    if validity <= dt.timedelta(0):
+        raise ValueError("a certificate must be valid for some time")
+    # Backdated for clock skew, but by at most a tenth of its life: a certificate valid for
+    # minutes (tests, demos) must not spend most of its life before it was issued.
     return (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
         .issuer_name(issuer)
         .public_key(public_key)
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - CLOCK_SKEW)
-        .not_valid_after(now + dt.timedelta(days=days))
+        .not_valid_before(now - min(CLOCK_SKEW, validity / 10))
+        .not_valid_after(now + validity)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
     )
 
@@ -72,11 +84,11 @@ def _key_usage(signs_certificates: bool) -> x509.KeyUsage:
     )
 
 
-def create_ca(common_name: str = "stork-py webhook CA", days: int = 3650) -> KeyPair:
+def create_ca(common_name: str = "stork-py webhook CA", days: float = 3650, now: dt.datetime | None = None) -> KeyPair:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     cert = (
-        _builder(common_name, name, key.public_key(), days)
+        _builder(common_name, name, key.public_key(), days, now)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(_key_usage(signs_certificates=True), critical=True)
         .sign(key, hashes.SHA256())
@@ -84,14 +96,16 @@ def create_ca(common_name: str = "stork-py webhook CA", days: int = 3650) -> Key
     return KeyPair(key, cert)
 
 
-def create_serving(ca: KeyPair, dns_names: list[str], ips: list[str] | None = None, days: int = 365) -> KeyPair:
+def create_serving(
+    ca: KeyPair, dns_names: list[str], ips: list[str] | None = None, days: float = 365, now: dt.datetime | None = None
+) -> KeyPair:
     if not dns_names:
         raise ValueError("a serving certificate needs at least one DNS name")
     key = ec.generate_private_key(ec.SECP256R1())
     alt_names: list[x509.GeneralName] = [x509.DNSName(n) for n in dict.fromkeys(dns_names)]
     alt_names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in dict.fromkeys(ips or [])]
     cert = (
-        _builder(dns_names[0], ca.cert.subject, key.public_key(), days)
+        _builder(dns_names[0], ca.cert.subject, key.public_key(), days, now)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_key_usage(signs_certificates=False), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
@@ -151,3 +165,46 @@ def ips_of(cert: x509.Certificate) -> list[str]:
 
 def expires_within(pair: KeyPair, days: float) -> bool:
     return pair.expires() - _now() < dt.timedelta(days=days)
+
+
+def certificates_in(pem: bytes) -> list[x509.Certificate]:
+    """Every certificate of a PEM bundle, in order (a CA bundle holds two during a roll-over)."""
+    return x509.load_pem_x509_certificates(pem) if pem.strip() else []
+
+
+def bundle_pem(certs: list[x509.Certificate]) -> bytes:
+    return b"".join(cert.public_bytes(serialization.Encoding.PEM) for cert in certs)
+
+
+def key_from_pem(pem: bytes) -> ec.EllipticCurvePrivateKey:
+    key = serialization.load_pem_private_key(pem, password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ValueError("not an ECDSA key")
+    return key
+
+
+def lifetime(cert: x509.Certificate) -> dt.timedelta:
+    return cert.not_valid_after_utc - cert.not_valid_before_utc
+
+
+def validity(cert: x509.Certificate) -> dt.timedelta:
+    """The life it was issued for: its validity period less the backdating `_builder` adds."""
+    period = lifetime(cert)
+    return max(period / 1.1, period - CLOCK_SKEW)
+
+
+def renewal_due_at(cert: x509.Certificate, fraction: float) -> dt.datetime:
+    """The moment `fraction` of the certificate's life has passed."""
+    return cert.not_valid_before_utc + lifetime(cert) * fraction
+
+
+def signed_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def same_public_key(key: ec.EllipticCurvePrivateKey, cert: x509.Certificate) -> bool:
+    return key.public_key() == cert.public_key()

@@ -15,6 +15,7 @@ from flask import Flask
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from werkzeug.serving import make_server
 
+from controller.certificates import CertificateRenewer, CertificateSettings, KubeCertificateStore
 from controller.execs import KubePodExec
 from controller.groupsnapshots import GroupSnapshotController, GroupSnapshotSettings
 from controller.health import MIN_INTERVAL, HealthMonitor, MonitorSettings
@@ -49,6 +50,27 @@ class ControllerMetrics:
         self._group_snapshots = Counter(
             "stork_group_snapshots", "GroupVolumeSnapshots finished, by final status.", ["status"], registry=registry
         )
+        self._cert_expiry = Gauge(
+            "stork_certificate_expiry_timestamp_seconds",
+            "When the certificate in the TLS Secret expires (serving, or the CA that signs).",
+            ["certificate"],
+            registry=registry,
+        )
+        self._cert_renewals = Counter(
+            "stork_certificate_renewals", "Certificates renewed by the controller.", ["certificate"], registry=registry
+        )
+        self._cert_errors = Counter(
+            "stork_certificate_renewal_errors", "Failed attempts to keep the certificates valid.", registry=registry
+        )
+
+    def certificate_expiry(self, which: str, timestamp: float) -> None:
+        self._cert_expiry.labels(which).set(timestamp)
+
+    def certificate_renewed(self, which: str) -> None:
+        self._cert_renewals.labels(which).inc()
+
+    def certificate_error(self) -> None:
+        self._cert_errors.inc()
 
     def group_snapshot_finished(self, status: str) -> None:
         self._group_snapshots.labels(status).inc()
@@ -132,7 +154,64 @@ def build_parser() -> cli.EnvDefaultsParser:
     snapshots.add_argument(
         "--snapshot-ready-timeout", type=float, default=1800.0, help="seconds for every snapshot to be ready"
     )
+    certificates = parser.add_argument_group("certificates")
+    certificates.add_argument(
+        "--renew-certificates",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="keep the TLS Secret's certificates valid (only reports when the Secret has no ca.key)",
+    )
+    certificates.add_argument("--tls-secret", default="stork/stork-tls", help="NAMESPACE/NAME of the TLS Secret")
+    certificates.add_argument(
+        "--webhook-configuration",
+        action="append",
+        default=None,
+        help="webhook configuration whose caBundle follows the Secret's ca.crt (repeatable; default stork-webhook)",
+    )
+    certificates.add_argument(
+        "--restart-on-ca-change",
+        action="append",
+        default=None,
+        help="NAMESPACE/NAME of a Deployment that reads ca.crt only at start, restarted when a new CA is "
+        "trusted (repeatable; default stork/stork-scheduler)",
+    )
+    certificates.add_argument(
+        "--certificate-check-interval", type=float, default=60.0, help="seconds between looks at the Secret"
+    )
+    certificates.add_argument(
+        "--renew-fraction", type=float, default=2 / 3, help="renew when this fraction of a certificate's life passed"
+    )
+    certificates.add_argument(
+        "--ca-trust-grace",
+        type=float,
+        default=120.0,
+        help="seconds a new CA is trusted before it signs the serving certificate",
+    )
     return parser
+
+
+def certificate_settings_from(parser: argparse.ArgumentParser, args: argparse.Namespace) -> CertificateSettings:
+    def namespaced(value: str, flag: str) -> tuple[str, str]:
+        namespace, _, name = value.partition("/")
+        if not namespace or not name:
+            parser.error(f"{flag}: expected NAMESPACE/NAME, got {value!r}")
+        return namespace, name
+
+    if not 0 < args.renew_fraction < 1:
+        parser.error("--renew-fraction must be in (0, 1)")
+    if args.certificate_check_interval <= 0 or args.ca_trust_grace < 0:
+        parser.error("--certificate-check-interval must be positive and --ca-trust-grace not negative")
+    namespace, name = namespaced(args.tls_secret, "--tls-secret")
+    restarts = args.restart_on_ca_change if args.restart_on_ca_change is not None else ["stork/stork-scheduler"]
+    return CertificateSettings(
+        secret_namespace=namespace,
+        secret_name=name,
+        webhook_configs=tuple(args.webhook_configuration or ["stork-webhook"]),
+        restart_deployments=tuple(namespaced(r, "--restart-on-ca-change") for r in restarts if r),
+        renew_fraction=args.renew_fraction,
+        check_interval=args.certificate_check_interval,
+        trust_grace=args.ca_trust_grace,
+    )
 
 
 def snapshot_settings_from(
@@ -185,6 +264,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     settings = settings_from(parser, args)
     rule_settings, snapshot_settings = snapshot_settings_from(parser, args)
+    certificate_settings = certificate_settings_from(parser, args)
     setup_logging(args.log_level)
     kube = Kube(load_api_client(args.kubeconfig, user_agent="stork-controller"))
     cluster = ClusterState(kube)
@@ -237,18 +317,23 @@ def main(argv: Sequence[str] | None = None) -> None:
             ScheduleSettings(args.schedule_timezone, args.unsafe_interval_minute_seconds),
             is_leader=elector.is_leader,
         )
+    renewer = None
+    if args.renew_certificates:
+        renewer = CertificateRenewer(
+            KubeCertificateStore(kube, certificate_settings), certificate_settings, events, metrics, elector.is_leader
+        )
     while not stop.is_set():
         try:
             wait = monitor.tick()
         except Exception:
             log.exception("health monitor tick failed")
             wait = min(settings.interval, 10.0)
-        for part in (groups, schedules):
+        for part in (groups, schedules, renewer):
             if part is not None:
                 try:
                     part.tick()
                 except Exception:
-                    log.exception("snapshot tick failed", extra={"part": type(part).__name__})
+                    log.exception("tick failed", extra={"part": type(part).__name__})
         stop.wait(min(wait, 1.0) if wait > 0 else 0.05)  # wake often to notice leadership changes
     if groups is not None:
         groups.rules.release_all()  # a stopping controller does not leave an application held

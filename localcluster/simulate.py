@@ -14,7 +14,7 @@ from typing import Any
 
 from storkcore.drivers.longhorn import PROVISIONER as LONGHORN
 from storkcore.drivers.longhorn import longhorn_resources
-from storkcore.kube import NODES, PVCS, PVS, STORAGE_CLASSES, ApiError, Kube, Resource
+from storkcore.kube import DEPLOYMENTS, NODES, PVCS, PVS, STORAGE_CLASSES, ApiError, Kube, Resource
 
 LONGHORN_NAMESPACE = "longhorn-system"
 NAMESPACES = Resource("", "v1", "namespaces")
@@ -331,9 +331,6 @@ def hostname_affinity(*nodes: str) -> dict[str, Any]:
             {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": list(nodes)}]}
         ]
     }
-
-
-DEPLOYMENTS = Resource("apps", "v1", "deployments")
 
 
 def pod_template(claims: Iterable[str], annotations: Mapping[str, str] | None = None) -> dict[str, Any]:

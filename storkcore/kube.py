@@ -50,6 +50,7 @@ PVCS = Resource("", "v1", "persistentvolumeclaims")
 PVS = Resource("", "v1", "persistentvolumes")
 STORAGE_CLASSES = Resource("storage.k8s.io", "v1", "storageclasses")
 CSI_NODES = Resource("storage.k8s.io", "v1", "csinodes")
+DEPLOYMENTS = Resource("apps", "v1", "deployments")
 
 
 class ApiError(Exception):
