@@ -17,7 +17,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from cryptography import x509
 from gunicorn.app.base import BaseApplication
+from prometheus_client.core import GaugeMetricFamily
 
 from storkcore.logs import gunicorn_log_config
 
@@ -52,6 +54,26 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
+
+
+class ServedCertificate:
+    """Prometheus collector: when the certificate this process serves expires.
+
+    What clients really get, read from the files the server loaded (not from the Secret):
+    a renewal that never reached the server shows here as a date that does not move.
+    Nothing is exported by a process that serves no TLS.
+    """
+
+    expiry: float | None = None  # seconds since the epoch; set by ReloadingTLS in this process
+
+    def collect(self):
+        if ServedCertificate.expiry is not None:
+            family = GaugeMetricFamily(
+                "stork_tls_serving_certificate_expiry_timestamp_seconds",
+                "When the certificate this server presents expires.",
+            )
+            family.add_metric([], ServedCertificate.expiry)
+            yield family
 
 
 class ReloadingTLS:
@@ -98,6 +120,8 @@ class ReloadingTLS:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.minimum_version = self.min_version
         context.load_cert_chain(certfile=self.certfile, keyfile=self.keyfile)
+        with open(self.certfile, "rb") as pem:
+            ServedCertificate.expiry = x509.load_pem_x509_certificate(pem.read()).not_valid_after_utc.timestamp()
         return context
 
     def __call__(self, conf: Any, default_ssl_context_factory: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:

@@ -9,6 +9,8 @@ import orjson
 from flask import Flask, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from storkcore.serving import ServedCertificate
+
 
 def json_response(payload: object, status: int = 200) -> Response:
     return Response(orjson.dumps(payload), status=status, mimetype="application/json")
@@ -30,6 +32,7 @@ def register_driver_metrics(registry: CollectorRegistry, driver: Any) -> None:
 
 
 def add_health_routes(app: Flask, ready: Callable[[], bool], registry: CollectorRegistry) -> None:
+    registry.register(ServedCertificate())
     @app.get("/livez")
     def livez() -> Response:
         return json_response({"status": "ok"})

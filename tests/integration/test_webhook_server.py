@@ -16,6 +16,7 @@ import warnings
 
 import pytest
 import requests
+from cryptography import x509
 
 from tests.integration.test_extender_server import write_kubeconfig
 from tests.processes import Service, console_script, free_port
@@ -142,11 +143,18 @@ def test_rotation_under_load_fails_no_request(webhook):
     assert _serial(base) != first_serial  # new connections get the new certificate
     logged = [json.loads(line) for line in service.log().splitlines() if line.startswith("{")]
     assert sum(1 for r in logged if r.get("message") == "TLS certificate loaded") >= 2
+    # The expiry the server reports is the one of the certificate it now presents.
+    served = x509.load_pem_x509_certificate((tls / "tls.crt").read_bytes()).not_valid_after_utc.timestamp()
+    metrics = requests.get(base + "/metrics", verify=ca, timeout=5).text
+    reported = [
+        float(line.split()[1])
+        for line in metrics.splitlines()
+        if line.startswith("stork_tls_serving_certificate_expiry_timestamp_seconds ")
+    ]
+    assert reported == [served]
 
 
 def _serial(base: str) -> int:
-    from cryptography import x509
-
     port = int(base.rsplit(":", 1)[1])
     context = ssl.create_default_context()
     context.check_hostname = False

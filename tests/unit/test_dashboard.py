@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 from pathlib import Path
 
 import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from certs import authority as ca_tools
 from controller.cli import ControllerMetrics
+from storkcore.serving import ReloadingTLS
 from tests.drivers import PortworxBackend
 from tests.unit.extender_client import ExtenderClient
 from tests.unit.test_scoring import NODES, claims_pod, layout
@@ -41,9 +44,18 @@ def exported(text: str) -> set[str]:
     return names
 
 
+def serve_a_certificate(folder: Path) -> None:
+    """Load a certificate as a TLS server would, so the served expiry is exported."""
+    ca = ca_tools.create_ca(days=1)
+    ca_tools.save(folder, ca, ca_tools.create_serving(ca, ["localhost"], days=1))
+    ReloadingTLS(str(folder / ca_tools.TLS_CERT), str(folder / ca_tools.TLS_KEY)).context()
+
+
 def every_exported_metric() -> set[str]:
     backend = PortworxBackend()
     try:
+        with tempfile.TemporaryDirectory() as folder:
+            serve_a_certificate(Path(folder))
         world = backend.world(layout(["1", "2", "1", "2", "3"]), {"vol1": ["n1"]})
         extender = ExtenderClient(world)
         extender.filter(claims_pod("vol1"), NODES)
@@ -68,6 +80,8 @@ def test_every_metric_the_dashboard_queries_is_exported():
         "stork_extender_request_duration_seconds_bucket",
         "stork_extender_fail_open_total",
         "stork_pods_rescheduled_total",
+        "stork_tls_serving_certificate_expiry_timestamp_seconds",
+        "stork_certificate_expiry_timestamp_seconds",
     ):
         assert wanted in queried
 
