@@ -127,6 +127,8 @@ class LocalCluster:
         return self.real_node
 
     def stop(self) -> None:
+        for stork in self.storks:
+            stork.stop()
         if self.real_node is not None:
             self.real_node.stop()  # before the apiserver: the kubelet must go first
         self.control_plane.stop()

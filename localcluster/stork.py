@@ -21,8 +21,9 @@ import yaml
 from localcluster.binaries import REPO
 from localcluster.controlplane import ControlPlane, SchedulerSpec
 from localcluster.processes import free_port, wait_until
+from localcluster.secretvolume import SecretVolume
 from localcluster.simulate import ensure_namespace
-from storkcore.kube import ApiError, Resource
+from storkcore.kube import ApiError, Kube, Resource
 
 MUTATING = Resource("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations")
 VALIDATING = Resource("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations")
@@ -50,14 +51,30 @@ class Stork:
     ready_timeout: float = 60.0  # seconds for caches to sync at start (large benchmark clusters need more)
     extender_port: int = 0
     webhook_port: int = 0
+    # Serve from Secret `<name>-tls` projected like a pod's Secret volume (so a controller can
+    # renew it in place), instead of from the files `stork-certs create` wrote.
+    tls_from_secret: bool = False
+    certificate_days: float = 365
+    ca_days: float = 3650
+    secret_volume: SecretVolume | None = None
 
     @property
     def name(self) -> str:
         return self.scheduler_name
 
     @property
-    def tls(self) -> Path:
+    def issued(self) -> Path:
+        """Where `stork-certs create` writes."""
         return self.control_plane.workdir / f"{self.name}-tls"
+
+    @property
+    def tls(self) -> Path:
+        """Where the servers read their certificate, and clients the CA bundle."""
+        return self.control_plane.workdir / f"{self.name}-tls-volume" if self.tls_from_secret else self.issued
+
+    @property
+    def tls_secret(self) -> str:
+        return f"{self.name}-tls"
 
     @property
     def extender_url(self) -> str:
@@ -72,6 +89,8 @@ class Stork:
         ensure_namespace(kube, STORK_NAMESPACE)
         ensure_namespace(kube, "kube-system")
         self._issue_certificates()
+        if self.tls_from_secret:
+            self._store_certificates(kube)
         self.extender_port, self.webhook_port = free_port(), free_port()
         self.start_extender()
         self.start_webhook()
@@ -96,15 +115,43 @@ class Stork:
                 "--namespace",
                 STORK_NAMESPACE,
                 "--out",
-                str(self.tls),
+                str(self.issued),
                 "--host",
                 "localhost",
                 "--ip",
                 "127.0.0.1",
+                "--days",
+                str(self.certificate_days),
+                "--ca-days",
+                str(self.ca_days),
             ],
             check=True,
             capture_output=True,
         )
+
+    def _store_certificates(self, kube: Kube) -> None:
+        subprocess.run(
+            [
+                console_script("stork-certs"),
+                "secret",
+                "--name",
+                self.tls_secret,
+                "--namespace",
+                STORK_NAMESPACE,
+                "--dir",
+                str(self.issued),
+                "--kubeconfig",
+                str(self.control_plane.kubeconfig),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        self.secret_volume = SecretVolume(kube, STORK_NAMESPACE, self.tls_secret, self.tls)
+        self.secret_volume.start()
+
+    def stop(self) -> None:
+        if self.secret_volume is not None:
+            self.secret_volume.stop()
 
     def _common_args(self) -> list[str]:
         return [
