@@ -4,8 +4,9 @@ A stork instance whose serving certificate lives one minute and whose CA lives t
 its webhook from Secret `stork/stork-rotation-tls` (projected into a folder the way kubelet
 projects a Secret volume). `stork-controller` renews the serving certificate and rolls the
 CA over; meanwhile a loop creates pods (dry run: the real apiserver calls the webhook over
-TLS for each, nothing is stored) and counts every pod our webhook did not mutate. With the
-webhook's `failurePolicy: Ignore`, a TLS failure would show exactly so.
+TLS for each, nothing is stored) and counts every pod our webhook did not mutate (with the
+webhook's `failurePolicy: Ignore`, a failed call shows exactly so), and a second client
+opens a new TLS connection each time trusting only the configuration's caBundle.
 """
 
 from __future__ import annotations
@@ -110,24 +111,31 @@ def _claim(kube: Kube, namespace: str) -> None:
 
 
 class AdmissionLoop:
-    """Creates pods (dry run) as fast as one client can; counts those not sent to our scheduler."""
+    """Creates pods (dry run) as fast as one client can and counts those not sent to our
+    scheduler. The apiserver keeps its connection to the webhook open, so a renewed
+    certificate reaches it only with a new connection; a second client therefore makes a new
+    TLS connection each time, trusting only the bundle the webhook configuration holds (what
+    the apiserver trusts), and counts handshakes that fail."""
 
-    def __init__(self, kube: Kube, namespace: str) -> None:
-        self.kube, self.namespace = kube, namespace
-        self.admitted = 0
+    def __init__(self, kube: Kube, namespace: str, webhook_port: int) -> None:
+        self.kube, self.namespace, self.port = kube, namespace, webhook_port
+        self.admitted = self.handshakes = 0
         self.failed: list[str] = []
+        self.failed_handshakes: list[str] = []
         self._done = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._threads = [threading.Thread(target=f, daemon=True) for f in (self._admit, self._handshake)]
 
     def __enter__(self) -> AdmissionLoop:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         return self
 
     def __exit__(self, *_: object) -> None:
         self._done.set()
-        self._thread.join(30)
+        for thread in self._threads:
+            thread.join(30)
 
-    def _run(self) -> None:
+    def _admit(self) -> None:
         body = {"apiVersion": "v1", "kind": "Pod", **simulate.pod_template(["data"])}
         while not self._done.is_set():
             body["metadata"]["name"] = unique("p")
@@ -142,15 +150,33 @@ class AdmissionLoop:
                 self.failed.append(f"{pod['metadata']['name']} kept {pod['spec'].get('schedulerName')}")
             time.sleep(0.05)
 
+    def _handshake(self) -> None:
+        while not self._done.is_set():
+            bundle = base64.b64decode(_config_bundle_b64(self.kube, MUTATING)).decode()
+            try:
+                context = ssl.create_default_context(cadata=bundle)
+                with (
+                    socket.create_connection(("127.0.0.1", self.port), timeout=5) as raw,
+                    context.wrap_socket(raw, server_hostname="127.0.0.1"),
+                ):
+                    self.handshakes += 1
+            except (OSError, ssl.SSLError) as err:
+                self.failed_handshakes.append(repr(err)[:200])
+            time.sleep(0.1)
+
 
 def _secret_files(kube: Kube, stork: Stork) -> dict[str, bytes]:
     secret = kube.get(SECRETS, STORK_NAMESPACE, stork.tls_secret)
     return {k: base64.b64decode(v) for k, v in secret["data"].items()}
 
 
-def _bundle(kube: Kube, resource) -> list[x509.Certificate]:
+def _config_bundle_b64(kube: Kube, resource) -> str:
     config = kube.get(resource, "", f"{NAME}-webhook")
-    return ca_tools.certificates_in(base64.b64decode(config["webhooks"][0]["clientConfig"]["caBundle"]))
+    return config["webhooks"][0]["clientConfig"]["caBundle"]
+
+
+def _bundle(kube: Kube, resource) -> list[x509.Certificate]:
+    return ca_tools.certificates_in(base64.b64decode(_config_bundle_b64(kube, resource)))
 
 
 def test_certificates_renewed_and_ca_rolled_over_in_place_fail_no_admission(cluster, kube, rotating):
@@ -161,7 +187,7 @@ def test_certificates_renewed_and_ca_rolled_over_in_place_fail_no_admission(clus
     first = _secret_files(kube, stork)
     (first_ca,) = ca_tools.certificates_in(first["ca.crt"])
     served: set[int] = set()
-    with AdmissionLoop(kube, namespace) as loop:
+    with AdmissionLoop(kube, namespace, stork.webhook_port) as loop:
 
         def rolled_over_and_old_ca_gone():
             served.add(_served_serial(stork))
@@ -174,7 +200,9 @@ def test_certificates_renewed_and_ca_rolled_over_in_place_fail_no_admission(clus
         wait_for(rolled_over_and_old_ca_gone, 180, "renewals, a CA roll-over and the old CA's expiry")
         time.sleep(3)  # a few more admissions with the final certificates
     assert loop.failed == []
-    assert loop.admitted > 100
+    assert loop.failed_handshakes == []
+    assert loop.admitted > 100 and loop.handshakes > 100
+    print(f"admitted {loop.admitted} pods, {loop.handshakes} new TLS connections, no failure")
 
     files = _secret_files(kube, stork)
     (new_ca,) = ca_tools.certificates_in(files["ca.crt"])
