@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 from flask import Flask, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
 from storkcore.serving import ServedCertificate
 
@@ -33,6 +33,14 @@ def register_driver_metrics(registry: CollectorRegistry, driver: Any) -> None:
 
 def add_health_routes(app: Flask, ready: Callable[[], bool], registry: CollectorRegistry) -> None:
     registry.register(ServedCertificate())
+    responses = Counter(
+        "stork_http_responses", "Every HTTP response this server sent, by status code.", ["code"], registry=registry
+    )
+
+    @app.after_request
+    def count_response(response: Response) -> Response:  # runs for Flask's own 500s too
+        responses.labels(str(response.status_code)).inc()
+        return response
     @app.get("/livez")
     def livez() -> Response:
         return json_response({"status": "ok"})

@@ -497,3 +497,23 @@ def test_a_snapshot_schedule_needs_an_existing_policy_and_one_way_to_choose_its_
     for spec, message in cases:
         response = validate_kind(world, "VolumeSnapshotSchedule", {"spec": spec})
         assert response["allowed"] is False and message in response["status"]["message"]
+
+
+def test_every_response_is_counted_by_status_code_even_an_unhandled_error(world):
+    app = create_app(world.driver, AdmissionSettings())
+
+    @app.get("/boom")
+    def boom():
+        raise RuntimeError("a bug")
+
+    client = app.test_client()
+    client.post("/mutate", data=b"not json", content_type="application/json")
+    client.get("/boom")
+    client.get("/livez")
+    metrics = client.get("/metrics").get_data(as_text=True)
+    counted = {
+        line.split('"')[1]: float(line.split()[-1])
+        for line in metrics.splitlines()
+        if line.startswith("stork_http_responses_total{")
+    }
+    assert counted == {"400": 1.0, "500": 1.0, "200": 1.0}
