@@ -58,13 +58,31 @@ def _blob(blobs: dict[str, bytes], data: bytes) -> dict:
 def oci_archive(path: Path) -> Path:
     """Write an OCI image layout tarball with both images; returns its path."""
     layer = busybox_layer()
+    return write_oci_archive(
+        path,
+        [
+            (BUSYBOX_IMAGE, {"Env": ["PATH=/bin"], "Cmd": ["/bin/sh"]}, layer),
+            (PAUSE_IMAGE, {"Env": ["PATH=/bin"], "Entrypoint": ["/bin/sleep", "2147483647"]}, layer),
+        ],
+    )
+
+
+def normalized(name: str) -> str:
+    """The full reference the kubelet asks containerd for: `stork-py:0.1.0` is
+    `docker.io/library/stork-py:0.1.0` (a name without a registry host is Docker Hub's)."""
+    first, _, rest = name.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        return name
+    return f"docker.io/{name}" if rest else f"docker.io/library/{name}"
+
+
+def write_oci_archive(path: Path, images: list[tuple[str, dict, bytes]]) -> Path:
+    """An OCI image layout tarball of (name, config, single uncompressed layer) images, as
+    `ctr images import` reads it; a layer shared by several images is stored once."""
     blobs: dict[str, bytes] = {}
-    layer_desc = {"mediaType": LAYER_TYPE, **_blob(blobs, layer)}
     manifests = []
-    for name, config in (
-        (BUSYBOX_IMAGE, {"Env": ["PATH=/bin"], "Cmd": ["/bin/sh"]}),
-        (PAUSE_IMAGE, {"Env": ["PATH=/bin"], "Entrypoint": ["/bin/sleep", "2147483647"]}),
-    ):
+    for name, config, layer in images:
+        layer_desc = {"mediaType": LAYER_TYPE, **_blob(blobs, layer)}
         image_config = {
             "architecture": "amd64",
             "os": "linux",
@@ -86,12 +104,13 @@ def oci_archive(path: Path) -> Path:
                 "mediaType": "application/vnd.oci.image.manifest.v1+json",
                 **_blob(blobs, json.dumps(manifest).encode()),
                 "annotations": {
-                    "io.containerd.image.name": name,
+                    "io.containerd.image.name": normalized(name),
                     "org.opencontainers.image.ref.name": name.rsplit(":", 1)[1],
                 },
             }
         )
     index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests}
+    path.parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(path, "w") as tar:
         _add(tar, "oci-layout", json.dumps({"imageLayoutVersion": "1.0.0"}).encode())
         _add(tar, "index.json", json.dumps(index).encode())

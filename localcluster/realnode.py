@@ -109,10 +109,18 @@ state = "{self.folder / "containerd-state"}"
         )
 
     def _import_images(self) -> None:
-        archive = oci_archive(self.folder / "images.tar")
+        self.import_image(oci_archive(self.folder / "images.tar"))
+
+    def import_image(self, archive: Path) -> None:
+        """Load an OCI archive into this node's containerd (what a pull would do)."""
         imported = self._ctr("images", "import", str(archive))
         if imported.returncode != 0:
             raise RuntimeError(f"image import failed: {imported.stderr}")
+
+    def task_pids(self) -> dict[str, int]:
+        """Running containers' first process: container id -> pid (`ctr tasks ls`)."""
+        listing = self._ctr("tasks", "ls").stdout.splitlines()[1:]
+        return {fields[0]: int(fields[1]) for fields in map(str.split, listing) if fields[-1] == "RUNNING"}
 
     # -- kubelet ---------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from localcluster import storkpods
 from localcluster.binaries import REPO
 from localcluster.controlplane import ControlPlane, SchedulerSpec
 from localcluster.processes import free_port, wait_until
@@ -57,6 +58,9 @@ class Stork:
     certificate_days: float = 365
     ca_days: float = 3650
     secret_volume: SecretVolume | None = None
+    # Run the extender and the webhook as pods on the real node from this image (see
+    # localcluster.storkpods) instead of as processes here; the TLS Secret is then required.
+    image: str = ""
 
     @property
     def name(self) -> str:
@@ -89,11 +93,15 @@ class Stork:
         ensure_namespace(kube, STORK_NAMESPACE)
         ensure_namespace(kube, "kube-system")
         self._issue_certificates()
-        if self.tls_from_secret:
+        if self.tls_from_secret or self.image:
+            self.tls_from_secret = True
             self._store_certificates(kube)
-        self.extender_port, self.webhook_port = free_port(), free_port()
-        self.start_extender()
-        self.start_webhook()
+        if self.image:
+            self._start_pods(kube)
+        else:
+            self.extender_port, self.webhook_port = free_port(), free_port()
+            self.start_extender()
+            self.start_webhook()
         self._register_webhooks()
         self.control_plane.start_scheduler(
             SchedulerSpec(
@@ -149,6 +157,27 @@ class Stork:
         self.secret_volume = SecretVolume(kube, STORK_NAMESPACE, self.tls_secret, self.tls)
         self.secret_volume.start()
 
+    def _start_pods(self, kube: Kube) -> None:
+        self.extender_port, self.webhook_port = storkpods.PORTS["extender"], storkpods.PORTS["webhook"]
+        storkpods.run_components(
+            kube,
+            self.name,
+            self.image,
+            {
+                "extender": list(self.driver_args),
+                "webhook": [*self.driver_args, "--scheduler-name", self.scheduler_name, "--workers", "1"],
+            },
+            {"STORK_DRIVER": self.driver},
+            self.tls_secret,
+            self.control_plane.kubeconfig.read_bytes(),
+        )
+        for component, url in (("extender", self.extender_url), ("webhook", self.webhook_url)):
+            wait_until(lambda url=url: self._answers(url), self.ready_timeout, f"{self.name} {component} pod")
+
+    def stop_pods(self) -> None:
+        if self.image:
+            storkpods.stop_components(self.control_plane.kube(), self.name, ["extender", "webhook"])
+
     def stop(self) -> None:
         if self.secret_volume is not None:
             self.secret_volume.stop()
@@ -200,6 +229,9 @@ class Stork:
 
     def _ready(self, process: str, base: str) -> bool:
         self.control_plane.procs.check_alive(process)
+        return self._answers(base)
+
+    def _answers(self, base: str) -> bool:
         context = ssl.create_default_context(cafile=str(self.tls / "ca.crt"))
         with urllib.request.urlopen(base + "/readyz", timeout=2, context=context) as resp:
             return resp.status == 200

@@ -25,9 +25,9 @@ COMPONENTS = ("stork-extender", "stork-webhook", "stork-controller", "stork-cert
 # The harness's test-only stork instances (second schedulers, their webhooks and leases): not
 # part of the manifests, which install one instance named stork.
 HARNESS_ONLY = ("stork-csi", "stork-pxd", "stork-linstor")
-# The certificate rotation test's instance names its objects like the manifests, with a
-# "-rotation" infix: checked as the objects the manifests name.
-AS_SHIPPED = ("stork-rotation-", "stork-")
+# The certificate rotation and image tests' instances name their objects like the manifests,
+# with an infix ("stork-rotation-tls" for "stork-tls"): checked as the objects the manifests name.
+AS_SHIPPED = ("stork-rotation-", "stork-image-")
 # Kinds the local 1.20 apiserver does not serve (policy/v1 arrived in 1.21), and cert-manager's.
 NOT_IN_1_20 = {("policy/v1", "PodDisruptionBudget")}
 
@@ -41,8 +41,8 @@ def audited_calls(audit_log: Path) -> dict[str, set[tuple[str, str, str, str, st
         ref = event.get("objectRef")
         if agent not in calls or not ref:
             continue
-        if ref.get("name", "").startswith(AS_SHIPPED[0]):
-            ref = {**ref, "name": ref["name"].replace(*AS_SHIPPED, 1)}
+        if ref.get("name", "").startswith(AS_SHIPPED):
+            ref = {**ref, "name": "stork-" + ref["name"].split("-", 2)[2]}
         if ref.get("name", "").startswith(HARNESS_ONLY):
             continue
         resource = ref["resource"] + (f"/{ref['subresource']}" if ref.get("subresource") else "")
