@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-from flask import Flask, Response
+from flask import Flask, Response, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
 from storkcore.serving import ServedCertificate
@@ -34,12 +34,16 @@ def register_driver_metrics(registry: CollectorRegistry, driver: Any) -> None:
 def add_health_routes(app: Flask, ready: Callable[[], bool], registry: CollectorRegistry) -> None:
     registry.register(ServedCertificate())
     responses = Counter(
-        "stork_http_responses", "Every HTTP response this server sent, by status code.", ["code"], registry=registry
+        "stork_http_responses",
+        "Every HTTP response this server sent, by route and status code (/readyz answers 503 while not ready).",
+        ["route", "code"],
+        registry=registry,
     )
 
     @app.after_request
     def count_response(response: Response) -> Response:  # runs for Flask's own 500s too
-        responses.labels(str(response.status_code)).inc()
+        route = request.url_rule.rule if request.url_rule is not None else "other"
+        responses.labels(route, str(response.status_code)).inc()
         return response
     @app.get("/livez")
     def livez() -> Response:

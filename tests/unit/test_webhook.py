@@ -10,6 +10,7 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from prometheus_client.parser import text_string_to_metric_families
 
 from storkcore.drivers.longhorn import PROVISIONER as LONGHORN
 from tests.builders import World, pod, pvc, storage_class
@@ -512,8 +513,9 @@ def test_every_response_is_counted_by_status_code_even_an_unhandled_error(world)
     client.get("/livez")
     metrics = client.get("/metrics").get_data(as_text=True)
     counted = {
-        line.split('"')[1]: float(line.split()[-1])
-        for line in metrics.splitlines()
-        if line.startswith("stork_http_responses_total{")
+        (sample.labels["route"], sample.labels["code"]): sample.value
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+        if sample.name == "stork_http_responses_total"
     }
-    assert counted == {"400": 1.0, "500": 1.0, "200": 1.0}
+    assert counted == {("/mutate", "400"): 1.0, ("/boom", "500"): 1.0, ("/livez", "200"): 1.0}
