@@ -166,18 +166,20 @@ class CertificateRenewer:
         self._next_check = now + dt.timedelta(seconds=self.settings.check_interval)
         if not self.is_leader():
             return
-        secret = self.store.read_secret()
-        if secret is None:
-            if not self._said_missing:
-                log.info("no TLS Secret to keep valid", extra={"secret": self.settings.secret_name})
-                self._said_missing = True
-            return
+        secret = None
         try:
+            secret = self.store.read_secret()
+            if secret is None:
+                if not self._said_missing:
+                    log.info("no TLS Secret to keep valid", extra={"secret": self.settings.secret_name})
+                    self._said_missing = True
+                return
             self.reconcile(secret, now)
         except Exception as err:
             self.metrics.certificate_error()
             log.exception("certificate renewal failed")
-            self.events.record(secret, "Warning", "CertificateRenewalFailed", str(err))
+            if secret is not None:
+                self.events.record(secret, "Warning", "CertificateRenewalFailed", str(err))
 
     def reconcile(self, secret: Mapping[str, Any], now: dt.datetime) -> None:
         material = parse(secret)
@@ -190,7 +192,6 @@ class CertificateRenewer:
         if published:
             log.info("CA bundle published", extra={"configurations": published})
         if material.next_key is not None:
-            self._restart_ca_readers(material)
             self._finish_ca_rollover(material, now)
         self._renew_serving(material, now)
         if material.changes:
@@ -200,6 +201,9 @@ class CertificateRenewer:
                 self.metrics.certificate_renewed(which)
             for reason, message in material.notices:
                 self.events.record(written, "Normal", reason, message)
+        if material.next_key is not None:
+            # After the write: the restarted pods mount a ca.crt that already holds the new CA.
+            self._restart_ca_readers(material)
 
     def _report(self, material: Material) -> None:
         if material.serving is not None:
@@ -253,6 +257,11 @@ class CertificateRenewer:
             raise ValueError(f"{ca_tools.TLS_CERT} is missing: the names to renew it for are unknown")
         due = now >= ca_tools.renewal_due_at(serving, self.settings.renew_fraction)
         if not due and ca_tools.signed_by(serving, signer):
+            return
+        if signer.not_valid_after_utc <= now:
+            # Nothing valid can come from an expired CA (the controller was down past its end):
+            # the roll-over started above lets the new CA sign once it is trusted.
+            log.warning("the CA has expired; a new CA signs after the trust grace period")
             return
         # Same lifetime as before, but never beyond the CA that signs it.
         until = min(now + ca_tools.validity(serving), signer.not_valid_after_utc)

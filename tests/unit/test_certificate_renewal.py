@@ -242,3 +242,29 @@ def test_short_certificates_are_not_backdated_for_most_of_their_life(minutes):
     cert = ca_tools.create_ca(days=minutes / 1440, now=START).cert
     assert cert.not_valid_after_utc - START == dt.timedelta(minutes=minutes)
     assert START - cert.not_valid_before_utc <= dt.timedelta(minutes=minutes) / 10
+
+
+def test_a_controller_back_after_the_ca_expired_recovers_with_a_new_ca(tmp_path):
+    world = World(tmp_path, ca_minutes=60, serving_minutes=30, grace_seconds=120)
+    world.clock = START + 90 * MINUTE  # nobody renewed anything for an hour and a half
+    world.renewer.tick()
+    assert world.seen.errors == 0
+    assert len(ca_tools.certificates_in(world.store.file(ca_tools.CA_CERT))) == 2  # new CA trusted
+    world.clock += 3 * MINUTE
+    world.renewer.tick()  # the grace passed: the new CA signs
+    world.clock += MINUTE
+    world.renewer.tick()
+    serving = world.store.serving()
+    (new_ca,) = world.store.published_cas()  # and the expired one left the bundle
+    assert ca_tools.signed_by(serving, new_ca)
+    assert serving.not_valid_after_utc > world.clock
+
+
+def test_ca_readers_are_restarted_only_after_the_secret_holds_the_new_ca(tmp_path):
+    world = World(tmp_path, ca_minutes=90, serving_minutes=600)
+    order: list[str] = []
+    write, restart = world.store.write_secret, world.store.restart
+    world.store.write_secret = lambda secret: order.append("write") or write(secret)
+    world.store.restart = lambda *a: order.append("restart") or restart(*a)
+    world.run_until(60)
+    assert order[:2] == ["write", "restart"]
