@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 from storkcore import annotations as ann
 from storkcore import objects
-from storkcore.cache import Reflector, Store
+from storkcore.cache import Reflector, Store, slimmer
 from storkcore.kube import (
     CSI_NODES,
     NODES,
@@ -55,7 +55,7 @@ class ClusterState:
         with self._lock:
             found = self._stores.get(resource)
             if found is None:
-                found = self._stores[resource] = Store()
+                found = self._stores[resource] = Store(slimmer(resource))
                 if self.kube is not None:
                     self._reflectors[resource] = Reflector(self.kube, resource, found, field_selector)
                     if self._started and self._watches(resource):

@@ -130,3 +130,30 @@ def test_cached_objects_drop_field_ownership_and_last_applied_copies():
     for obj in store.list():
         assert "managedFields" not in obj["metadata"]
         assert obj["metadata"]["annotations"] == {"stork.libopenstorage.org/skipSchedulerScoring": "true"}
+
+
+def test_cached_nodes_keep_what_placement_reads_and_drop_the_bulk():
+    state = ClusterState()
+    node = k8s_node("n1", labels={"topology.kubernetes.io/zone": "z1"}, internal_ips=["10.0.0.1"])
+    node["metadata"]["managedFields"] = [{"manager": "kubelet", "fieldsV1": {"f:status": {}}}]
+    node["status"]["images"] = [{"names": [f"registry.example/app{i}:1"], "sizeBytes": 1} for i in range(50)]
+    node["status"]["volumesAttached"] = [{"name": f"kubernetes.io/csi/v{i}", "devicePath": ""} for i in range(50)]
+    node["status"]["nodeInfo"] = {"kubeletVersion": "v1.30.4"}
+    state.store(NODES).upsert(node)
+    cached = state.store(NODES).get("", "n1")
+    assert "images" not in cached["status"] and "volumesAttached" not in cached["status"]
+    assert "nodeInfo" not in cached["status"] and "managedFields" not in cached["metadata"]
+    assert cached["metadata"]["labels"]["topology.kubernetes.io/zone"] == "z1"
+    assert cached["status"]["conditions"] == [{"type": "Ready", "status": "True"}]
+    assert cached["status"]["addresses"] == [{"type": "InternalIP", "address": "10.0.0.1"}]
+
+
+def test_repeated_strings_are_stored_once():
+    store = Store()
+    first, second = named("a", "1"), named("b", "2")
+    for obj in (first, second):
+        obj["metadata"]["labels"] = {"zone": "".join(["zone", "-a"])}  # equal values, distinct objects
+    store.upsert(first)
+    store.upsert(second)
+    a, b = store.get("", "a"), store.get("", "b")
+    assert a["metadata"]["labels"]["zone"] is b["metadata"]["labels"]["zone"]
