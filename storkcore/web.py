@@ -45,6 +45,7 @@ def add_health_routes(app: Flask, ready: Callable[[], bool], registry: Collector
         route = request.url_rule.rule if request.url_rule is not None else "other"
         responses.labels(route, str(response.status_code)).inc()
         return response
+
     @app.get("/livez")
     def livez() -> Response:
         return json_response({"status": "ok"})

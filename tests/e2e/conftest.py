@@ -9,6 +9,7 @@ import pytest
 
 from localcluster import simulate
 from localcluster.cluster import LocalCluster, six_nodes
+from tests.e2e.helpers import LOCAL_DRIVER_ARGS
 
 CSI_NAMESPACE_LABELS = {"stork-e2e/driver": "csi"}
 
@@ -21,7 +22,7 @@ def cluster():
         local.add_stork("longhorn")
         local.add_stork(
             "csi",
-            ["--csi-driver-name", "kubernetes.io/no-provisioner"],
+            LOCAL_DRIVER_ARGS,
             scheduler_name="stork-csi",
             namespace_labels=CSI_NAMESPACE_LABELS,
         )

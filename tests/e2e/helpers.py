@@ -11,6 +11,8 @@ from localcluster import simulate
 from storkcore.kube import ApiError, Kube, Resource
 
 PODS = Resource("", "v1", "pods")
+LOCAL_VOLUMES = "kubernetes.io/no-provisioner"  # the provisioner of local PersistentVolumes
+LOCAL_DRIVER_ARGS = ["--csi-driver-name", LOCAL_VOLUMES]  # stork's csi driver, for local volumes
 EVENTS = Resource("", "v1", "events")
 T = TypeVar("T")
 _names = itertools.count(1)
@@ -80,3 +82,18 @@ def events_for(kube: Kube, namespace: str, pod_name: str) -> list[dict[str, Any]
         "GET", f"/api/v1/namespaces/{namespace}/events", {"fieldSelector": f"involvedObject.name={pod_name}"}
     )
     return found["items"]
+
+
+def local_claim_on(kube: Kube, namespace: str, claim: str, node: str) -> None:
+    """A bound claim of a local volume on a simulated node (class `local`, created if needed)."""
+    if not kube.get(simulate.STORAGE_CLASSES, "", "local"):
+        simulate.storage_class(kube, "local", LOCAL_VOLUMES, wait_for_consumer=True)
+    simulate.bound_claim(
+        kube,
+        namespace,
+        claim,
+        "local",
+        {"local": {"path": "/mnt/disks/data"}},
+        node_affinity=simulate.hostname_affinity(node),
+    )
+    wait_bound_claim(kube, namespace, claim)

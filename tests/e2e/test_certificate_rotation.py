@@ -27,7 +27,7 @@ from certs.cli import SECRETS
 from localcluster import simulate
 from localcluster.stork import MUTATING, STORK_NAMESPACE, VALIDATING, Stork
 from storkcore.kube import DEPLOYMENTS, Kube
-from tests.e2e.helpers import unique, wait_bound_claim, wait_for
+from tests.e2e.helpers import LOCAL_DRIVER_ARGS, local_claim_on, unique, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -41,7 +41,7 @@ def rotating(cluster, kube):
     stork = Stork(
         cluster.control_plane,
         "csi",
-        ["--csi-driver-name", "kubernetes.io/no-provisioner"],
+        LOCAL_DRIVER_ARGS,
         scheduler_name=NAME,
         namespace_labels=NAMESPACE_LABELS,
         tls_from_secret=True,
@@ -56,8 +56,7 @@ def rotating(cluster, kube):
         controller,
         "csi",
         [
-            "--csi-driver-name",
-            "kubernetes.io/no-provisioner",
+            *LOCAL_DRIVER_ARGS,
             "--lease-name",
             controller,
             "--no-group-snapshots",
@@ -94,20 +93,6 @@ def _ca_reader(kube: Kube) -> None:
         "spec": {"replicas": 1, "selector": {"matchLabels": {"app": CA_READER}}, "template": template},
     }
     kube.create(DEPLOYMENTS, STORK_NAMESPACE, body)
-
-
-def _claim(kube: Kube, namespace: str) -> None:
-    if not kube.get(simulate.STORAGE_CLASSES, "", "local"):
-        simulate.storage_class(kube, "local", "kubernetes.io/no-provisioner", wait_for_consumer=True)
-    simulate.bound_claim(
-        kube,
-        namespace,
-        "data",
-        "local",
-        {"local": {"path": "/mnt/disks/data"}},
-        node_affinity=simulate.hostname_affinity("node-3"),
-    )
-    wait_bound_claim(kube, namespace, "data")
 
 
 class AdmissionLoop:
@@ -183,7 +168,7 @@ def test_certificates_renewed_and_ca_rolled_over_in_place_fail_no_admission(clus
     stork, controller = rotating
     namespace = unique("rotation")
     cluster.ensure_namespace(namespace, NAMESPACE_LABELS)
-    _claim(kube, namespace)
+    local_claim_on(kube, namespace, "data", "node-3")
     first = _secret_files(kube, stork)
     (first_ca,) = ca_tools.certificates_in(first["ca.crt"])
     served: set[int] = set()

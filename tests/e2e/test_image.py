@@ -9,7 +9,10 @@ scheduler the containerised extender, and a pod on a local volume lands and runs
 
 from __future__ import annotations
 
+import base64
 import re
+import socket
+import ssl
 import subprocess
 import urllib.request
 from pathlib import Path
@@ -22,11 +25,12 @@ from localcluster.binaries import REPO
 from localcluster.realnode import NODE_NAME, local_volume_claim, run_on_real_node
 from localcluster.stork import Stork
 from localcluster.storkimage import CONSOLE_SCRIPTS, IMAGE
-from tests.e2e.helpers import pods_of, unique, wait_for
+from tests.e2e.helpers import LOCAL_DRIVER_ARGS, pods_of, unique, wait_for
 
 pytestmark = pytest.mark.realnode
 
 NAME = "stork-image"
+FIRST_SERIAL: dict[str, int] = {}
 NAMESPACE_LABELS = {"stork-e2e/driver": "image"}
 
 
@@ -44,11 +48,12 @@ def containerised(cluster, kube, real_node):
     stork = Stork(
         cluster.control_plane,
         "csi",
-        ["--csi-driver-name", "kubernetes.io/no-provisioner"],
+        LOCAL_DRIVER_ARGS,
         scheduler_name=NAME,
         namespace_labels=NAMESPACE_LABELS,
         image=IMAGE,
         ready_timeout=180,
+        certificate_days=4 / 1440,  # four minutes: the controller renews it during this module
     )
     cluster.storks.append(stork)
     try:
@@ -62,6 +67,7 @@ def containerised(cluster, kube, real_node):
 
 def start(cluster, kube, stork: Stork) -> None:
     stork.start()
+    FIRST_SERIAL["webhook"] = _served_serial(stork.webhook_port)
     # The controller too: it reads the same TLS Secret and reports its expiry.
     storkpods.run_components(
         kube,
@@ -69,8 +75,7 @@ def start(cluster, kube, stork: Stork) -> None:
         IMAGE,
         {
             "controller": [
-                "--csi-driver-name",
-                "kubernetes.io/no-provisioner",
+                *LOCAL_DRIVER_ARGS,
                 "--lease-name",
                 f"{NAME}-controller",
                 "--no-group-snapshots",
@@ -82,6 +87,8 @@ def start(cluster, kube, stork: Stork) -> None:
                 "",
                 "--certificate-check-interval",
                 "2",
+                "--renew-fraction",
+                "0.25",  # about 40 s after issue, so the kubelet's next sync (about a minute) lands in time
             ]
         },
         {"STORK_DRIVER": "csi"},
@@ -155,3 +162,31 @@ def _ready_pods(kube, name: str) -> list[dict]:
         if not p["metadata"].get("deletionTimestamp")
         and all(s.get("ready") for s in p.get("status", {}).get("containerStatuses") or [{}])
     ]
+
+
+def test_the_webhook_serves_the_renewed_certificate_from_the_kubelet_mounted_secret(kube, containerised):
+    """The controller renews the serving certificate in the Secret; the real kubelet updates
+    the pod's Secret volume; the webhook presents the new certificate without a restart."""
+
+    def renewed() -> x509.Certificate | None:
+        secret = kube.get(storkpods.SECRETS, "stork", containerised.tls_secret)
+        current = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["tls.crt"]))
+        if current.serial_number == FIRST_SERIAL["webhook"]:
+            return None
+        return current if _served_serial(containerised.webhook_port) == current.serial_number else None
+
+    current = wait_for(renewed, 240, "the webhook to present the renewed certificate")
+    (pod,) = _ready_pods(kube, f"{NAME}-webhook")
+    assert pod["status"]["containerStatuses"][0]["restartCount"] == 0
+    served_expiry = re.search(
+        r"^stork_tls_serving_certificate_expiry_timestamp_seconds (\S+)$", containerised.metrics("webhook"), re.M
+    )
+    assert served_expiry and float(served_expiry.group(1)) == current.not_valid_after_utc.timestamp()
+
+
+def _served_serial(port: int) -> int:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, context.wrap_socket(raw) as tls:
+        return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True)).serial_number

@@ -18,6 +18,7 @@ from tests.e2e.helpers import (
     create_deployment,
     create_pod,
     events_for,
+    local_claim_on,
     longhorn_workload,
     pods_of,
     unique,
@@ -104,17 +105,7 @@ def test_csi_local_volume_pod_lands_on_the_volume_node(kube, cluster, stork_csi)
 
     namespace = unique("e2e-csi")
     cluster.ensure_namespace(namespace, CSI_NAMESPACE_LABELS)
-    if not kube.get(simulate.STORAGE_CLASSES, "", "local"):
-        simulate.storage_class(kube, "local", "kubernetes.io/no-provisioner", wait_for_consumer=True)
-    simulate.bound_claim(
-        kube,
-        namespace,
-        "data",
-        "local",
-        {"local": {"path": "/mnt/disks/data"}},
-        node_affinity=simulate.hostname_affinity("node-3"),
-    )
-    wait_bound_claim(kube, namespace, "data")
+    local_claim_on(kube, namespace, "data", "node-3")
     create_deployment(kube, namespace, "db", ["data"])
     pod = bound_pod(kube, namespace, "db")
     assert pod["spec"]["schedulerName"] == "stork-csi"
