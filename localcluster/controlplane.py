@@ -41,6 +41,7 @@ class ControlPlane:
     bin_dir: Path
     procs: Processes = field(init=False)
     api_port: int = 0
+    etcd_url: str = ""
     token: str = field(default_factory=lambda: secrets.token_hex(16))
 
     def __post_init__(self) -> None:
@@ -68,8 +69,8 @@ class ControlPlane:
     def start(self) -> None:
         try:
             self._write_pki()
-            etcd_url = self._start_etcd()
-            self._start_apiserver(etcd_url)
+            self.etcd_url = self._start_etcd()
+            self._start_apiserver(self.etcd_url)
             self._start_controller_manager()
         except BaseException:
             self.stop()
@@ -77,6 +78,31 @@ class ControlPlane:
 
     def stop(self) -> None:
         self.procs.stop_all()
+
+    def restart_apiserver(self) -> None:
+        """Stop kube-apiserver and start it again on the same port: every watch breaks."""
+        self.procs.stop("kube-apiserver")
+        self._start_apiserver(self.etcd_url, port=self.api_port)
+
+    def compact_etcd(self) -> int:
+        """Compact etcd's history up to now (what the apiserver does every 5 minutes): a watch
+        resumed from an older resourceVersion gets 410 Gone and must list again. Returns the
+        revision compacted to."""
+        with urllib.request.urlopen(
+            urllib.request.Request(
+                self.etcd_url + "/v3/kv/range",
+                data=json.dumps({"key": base64.b64encode(b"/").decode()}).encode(),
+                method="POST",
+            ),
+            timeout=10,
+        ) as resp:
+            revision = int(json.load(resp)["header"]["revision"])
+        body = json.dumps({"revision": revision, "physical": True}).encode()
+        with urllib.request.urlopen(
+            urllib.request.Request(self.etcd_url + "/v3/kv/compaction", data=body, method="POST"), timeout=60
+        ):
+            pass
+        return revision
 
     # -- pieces ----------------------------------------------------------------
 
@@ -133,8 +159,8 @@ class ControlPlane:
     def audit_log(self) -> Path:
         return self.workdir / "audit.log"
 
-    def _start_apiserver(self, etcd_url: str) -> None:
-        self.api_port = free_port()
+    def _start_apiserver(self, etcd_url: str, port: int = 0) -> None:
+        self.api_port = port or free_port()
         # Every request is audited (metadata only): the RBAC test checks stork's calls against
         # the manifests' roles.
         policy = self.workdir / "audit-policy.yaml"
