@@ -12,6 +12,7 @@ registry push with any OCI tool) takes. The image config says what the Dockerfil
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -48,7 +49,11 @@ def ensure_mmdebstrap() -> None:
     if shutil.which("mmdebstrap"):
         return
     say("installing mmdebstrap (Debian package)")
-    subprocess.run(["apt-get", "install", "-y", "-qq", "mmdebstrap"], check=True, capture_output=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "-qq", "mmdebstrap"]
+    if subprocess.run(install, capture_output=True, env=env).returncode:  # package lists not fetched yet
+        subprocess.run(["apt-get", "update", "-qq"], check=True, capture_output=True, env=env)
+        subprocess.run(install, check=True, capture_output=True, env=env)
 
 
 def build_wheels(folder: Path) -> None:
