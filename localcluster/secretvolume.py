@@ -18,10 +18,10 @@ import shutil
 import threading
 from pathlib import Path
 
-from storkcore.kube import ApiError, Kube, Resource
+from certs.cli import SECRETS
+from storkcore.kube import ApiError, Kube
 
 log = logging.getLogger(__name__)
-SECRETS = Resource("", "v1", "secrets")
 
 
 class SecretVolume:

@@ -15,13 +15,12 @@ from typing import Any
 
 import yaml
 
+from certs.cli import SECRETS
 from localcluster.binaries import REPO
 from localcluster.realnode import NODE_NAME, TOLERATION
-from storkcore.kube import ApiError, Kube, Resource
+from storkcore.kube import DEPLOYMENTS, ApiError, Kube, Resource
 
 CONFIG_MAPS = Resource("", "v1", "configmaps")
-SECRETS = Resource("", "v1", "secrets")
-DEPLOYMENTS = Resource("apps", "v1", "deployments")
 PORTS = {"extender": 8099, "webhook": 8443, "controller": 8098}  # as the shipped manifests bind
 
 
