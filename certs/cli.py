@@ -64,18 +64,29 @@ def cmd_secret(args: argparse.Namespace) -> int:
     return 0
 
 
+def write_ca_bundle(kube: Kube, kind: str, config_name: str, bundle_b64: str) -> bool | None:
+    """Put the CA bundle into every webhook of one configuration. None: there is no such
+    configuration; False: it holds this bundle already (nothing written); True: written."""
+    resource = WEBHOOK_CONFIGS[kind]
+    config = kube.get(resource, "", config_name)
+    if config is None:
+        return None
+    hooks = config.get("webhooks") or []
+    if all((hook.get("clientConfig") or {}).get("caBundle") == bundle_b64 for hook in hooks):
+        return False
+    for hook in hooks:
+        hook.setdefault("clientConfig", {})["caBundle"] = bundle_b64
+    kube.request("PUT", resource.object_path("", config_name), body=config)
+    return True
+
+
 def inject_ca_bundle(kube: Kube, config_name: str, ca_pem: bytes, kinds: Sequence[str], first_only: bool) -> list[str]:
     """Write the CA bundle into every webhook of the named configuration(s); returns their kinds."""
     bundle = base64.b64encode(ca_pem).decode()
     done = []
     for kind in kinds:
-        resource = WEBHOOK_CONFIGS[kind]
-        config = kube.get(resource, "", config_name)
-        if config is None:
+        if write_ca_bundle(kube, kind, config_name, bundle) is None:
             continue
-        for hook in config.get("webhooks") or []:
-            hook.setdefault("clientConfig", {})["caBundle"] = bundle
-        kube.request("PUT", resource.object_path("", config_name), body=config)
         done.append(kind)
         if first_only:
             break

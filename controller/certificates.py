@@ -33,7 +33,7 @@ from typing import Any, Protocol
 from cryptography import x509
 
 from certs import authority as ca_tools
-from certs.cli import SECRETS, WEBHOOK_CONFIGS
+from certs.cli import SECRETS, WEBHOOK_CONFIGS, write_ca_bundle
 from storkcore.annotations import STORK_PREFIX
 from storkcore.kube import DEPLOYMENTS, Kube
 
@@ -319,18 +319,12 @@ class KubeCertificateStore:
         return self.kube.request("PUT", path, body=secret)
 
     def publish_bundle(self, bundle_b64: str) -> list[str]:
-        changed = []
-        for name in self.settings.webhook_configs:
-            for kind, resource in WEBHOOK_CONFIGS.items():
-                config = self.kube.get(resource, "", name)
-                hooks = (config or {}).get("webhooks") or []
-                if not hooks or all((h.get("clientConfig") or {}).get("caBundle") == bundle_b64 for h in hooks):
-                    continue
-                for hook in hooks:
-                    hook.setdefault("clientConfig", {})["caBundle"] = bundle_b64
-                self.kube.request("PUT", resource.object_path("", name), body=config)
-                changed.append(f"{kind}/{name}")
-        return changed
+        return [
+            f"{kind}/{name}"
+            for name in self.settings.webhook_configs
+            for kind in WEBHOOK_CONFIGS
+            if write_ca_bundle(self.kube, kind, name, bundle_b64)
+        ]
 
     def restart(self, namespace: str, name: str, bundle_hash: str) -> bool:
         deployment = self.kube.get(DEPLOYMENTS, namespace, name)

@@ -62,6 +62,9 @@ class Stork:
     # localcluster.storkpods) instead of as processes here; the TLS Secret is then required.
     image: str = ""
 
+    def __post_init__(self) -> None:
+        self.tls_from_secret = self.tls_from_secret or bool(self.image)  # pods mount the Secret
+
     @property
     def name(self) -> str:
         return self.scheduler_name
@@ -93,8 +96,7 @@ class Stork:
         ensure_namespace(kube, STORK_NAMESPACE)
         ensure_namespace(kube, "kube-system")
         self._issue_certificates()
-        if self.tls_from_secret or self.image:
-            self.tls_from_secret = True
+        if self.tls_from_secret:
             self._store_certificates(kube)
         if self.image:
             self._start_pods(kube)
