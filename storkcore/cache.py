@@ -12,7 +12,7 @@ import random
 import sys
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from storkcore import objects
@@ -206,6 +206,7 @@ class Reflector:
     """Keeps one Store in step with the API in a daemon thread."""
 
     WATCH_SECONDS = 300
+    PAGE_SIZE = 500  # objects per LIST request
     MIN_BACKOFF = 0.5
     MAX_BACKOFF = 30.0
 
@@ -251,11 +252,17 @@ class Reflector:
         return min(backoff * 2, self.MAX_BACKOFF)
 
     def _list(self) -> None:
-        found, version = self.kube.list(self.resource, field_selector=self.field_selector)
-        self.store.replace(found)
-        self._resource_version = version
+        versions: list[str] = []
+
+        def listed() -> Iterator[dict]:  # page by page: the store trims each page as it arrives
+            for items, version in self.kube.list_pages(self.resource, self.PAGE_SIZE, self.field_selector):
+                versions.append(version)
+                yield from items
+
+        self.store.replace(listed())
+        self._resource_version = versions[-1] if versions else ""
         if not self.synced.is_set():
-            log.info("cache synced", extra={"resource": str(self.resource), "objects": len(found)})
+            log.info("cache synced", extra={"resource": str(self.resource), "objects": len(self.store)})
         self.synced.set()
 
     def _watch(self) -> None:

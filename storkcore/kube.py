@@ -131,14 +131,29 @@ class Kube:
     def list(self, resource: Resource, page_size: int = 500, field_selector: str = "") -> tuple[list[dict], str]:
         """Every object of a resource (paged) and the list's resourceVersion."""
         found: list[dict] = []
+        versions = [""]
+        for items, version in self.list_pages(resource, page_size, field_selector):
+            found.extend(items)
+            versions.append(version)
+        return found, versions[-1]
+
+    def list_pages(
+        self, resource: Resource, page_size: int = 500, field_selector: str = ""
+    ) -> Iterator[tuple[list[dict], str]]:
+        """The objects of a resource one page at a time, each with the list's resourceVersion.
+
+        A cache trims each page before the next arrives, so a large list never holds every
+        object at full size at once (the peak would stay in the process as fragmented heap).
+        """
         token: str | None = None
         while True:
             query = {"limit": page_size, "continue": token, "fieldSelector": field_selector or None}
             page = self.request("GET", resource.collection_path(), query, timeout=60)
-            found.extend(page.get("items") or [])
-            token = (page.get("metadata") or {}).get("continue")
+            metadata = page.get("metadata") or {}
+            yield page.get("items") or [], metadata.get("resourceVersion", "")
+            token = metadata.get("continue")
             if not token:
-                return found, (page.get("metadata") or {}).get("resourceVersion", "")
+                return
 
     def watch(
         self, resource: Resource, resource_version: str, timeout_seconds: int, field_selector: str = ""

@@ -178,3 +178,36 @@ def _counter(metrics: str, verb: str, mode: str = "names") -> float:
 def _value(metrics: str, pattern: str) -> float:
     match = re.search(pattern + r" ([0-9.e+]+)", metrics)
     return float(match.group(1)) if match else 0.0
+
+
+def test_a_cache_lists_in_pages_then_follows_the_watch(kube, namespace):
+    """The real apiserver pages a LIST with continue tokens; the cache holds every page and
+    resumes watching from the list's version (a change after the list arrives)."""
+    from storkcore.cache import Reflector, Store
+
+    configmaps = Resource("", "v1", "configmaps", namespace)
+    for i in range(7):
+        kube.create(configmaps, namespace, {"metadata": {"name": f"cm-{i}"}, "data": {"i": str(i)}})
+    pages: list[int] = []
+
+    class CountingPages:
+        def list_pages(self, *args):
+            for items, version in kube.list_pages(*args):
+                pages.append(len(items))
+                yield items, version
+
+        def watch(self, *args):
+            return kube.watch(*args)
+
+    store = Store()
+    reflector = Reflector(CountingPages(), configmaps, store)
+    reflector.PAGE_SIZE = 3  # 7 objects (and the namespace's root CA, if created yet): 3 pages
+    reflector.start()
+    try:
+        assert reflector.synced.wait(30)
+        assert {f"cm-{i}" for i in range(7)} <= {o["metadata"]["name"] for o in store.list()}
+        assert len(pages) >= 3 and max(pages) == 3
+        kube.create(configmaps, namespace, {"metadata": {"name": "after-the-list"}})
+        wait_for(lambda: store.get(namespace, "after-the-list") is not None, 30, "the watch to bring the new object")
+    finally:
+        reflector.stop()

@@ -26,8 +26,10 @@ class ScriptedKube:
         self.gets: list[str] = []
         self.done = threading.Event()
 
-    def list(self, resource, field_selector=""):
-        return self.lists.pop(0)
+    def list_pages(self, resource, page_size=500, field_selector=""):
+        pages, version = self.lists.pop(0)
+        for page in pages if pages and isinstance(pages[0], list) else [pages]:
+            yield page, version
 
     def watch(self, resource, resource_version, timeout_seconds, field_selector=""):
         self.watched_from.append(resource_version)
@@ -66,6 +68,33 @@ def test_reflector_lists_watches_resumes_and_relists_on_gone():
     assert kube.watched_from == ["10", "12", "12", "20", "30"]
     assert [n["metadata"]["name"] for n in store.list()] == ["c"]
     assert reflector.synced.is_set()
+
+
+def test_a_paged_list_is_trimmed_page_by_page_and_watched_from_its_version():
+    def noisy(name: str) -> dict:
+        obj = named(name, "5")
+        obj["metadata"]["managedFields"] = [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}]
+        return obj
+
+    first, second = [noisy("a"), noisy("b")], [noisy("c")]
+    trimmed_before_page_two: list[bool] = []
+
+    class PagedKube(ScriptedKube):
+        def list_pages(self, resource, page_size=500, field_selector=""):
+            yield first, "40"
+            # The first page is already in its cached (trimmed) form when the second is fetched.
+            trimmed_before_page_two.append(all("managedFields" not in o["metadata"] for o in first))
+            yield second, "40"
+
+    kube = PagedKube(lists=[], watches=[])
+    store = Store()
+    reflector = Reflector(kube, NODES, store)
+    reflector.start()
+    assert kube.done.wait(5)
+    reflector.stop()
+    assert sorted(n["metadata"]["name"] for n in store.list()) == ["a", "b", "c"]
+    assert trimmed_before_page_two == [True]
+    assert kube.watched_from == ["40"]
 
 
 def test_store_listeners_hear_each_change_and_version_grows():
