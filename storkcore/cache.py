@@ -114,6 +114,8 @@ class Store:
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 INTERN_MAX = 64  # longer strings are rarely repeated (and cost more to hash)
+# Values that are never repeated: interning them would only grow the interpreter's table.
+UNIQUE_KEYS = frozenset({"uid", "resourceVersion"})
 
 # Subtrees no stork-py code reads, by (API group, plural): caches drop them. On a real cluster
 # these are most of a Node (images, attached volumes) and of Longhorn's objects (status). Add a
@@ -121,6 +123,7 @@ INTERN_MAX = 64  # longer strings are rarely repeated (and cost more to hash)
 UNREAD: dict[tuple[str, str], tuple[tuple[str, ...], ...]] = {
     ("", "nodes"): (
         ("metadata", "creationTimestamp"),
+        ("metadata", "uid"),  # no event or precondition names a Node
         ("status", "images"),
         ("status", "volumesInUse"),
         ("status", "volumesAttached"),
@@ -129,18 +132,36 @@ UNREAD: dict[tuple[str, str], tuple[tuple[str, ...], ...]] = {
         ("status", "capacity"),
         ("status", "allocatable"),
     ),
-    ("", "persistentvolumes"): (("metadata", "creationTimestamp"), ("spec", "claimRef"), ("status",)),
+    ("", "persistentvolumes"): (
+        ("metadata", "creationTimestamp"),
+        ("metadata", "uid"),
+        ("spec", "claimRef"),
+        ("status",),
+    ),
     ("", "persistentvolumeclaims"): (("metadata", "creationTimestamp"), ("spec", "resources")),
-    ("longhorn.io", "volumes"): (("metadata", "creationTimestamp"), ("status",)),
+    ("longhorn.io", "volumes"): (
+        ("metadata", "creationTimestamp"),
+        ("metadata", "uid"),
+        ("status",),
+        ("spec", "dataEngine"),
+        ("spec", "dataLocality"),
+        ("spec", "frontend"),
+        ("spec", "numberOfReplicas"),
+        ("spec", "size"),
+    ),
     ("longhorn.io", "replicas"): (
         ("metadata", "creationTimestamp"),
+        ("metadata", "uid"),
+        ("metadata", "labels"),
         ("status",),
+        ("spec", "active"),
+        ("spec", "dataEngine"),
         ("spec", "dataDirectoryName"),
         ("spec", "diskPath"),
         ("spec", "diskID"),
         ("spec", "volumeSize"),
     ),
-    ("longhorn.io", "nodes"): (("metadata", "creationTimestamp"), ("spec", "disks")),
+    ("longhorn.io", "nodes"): (("metadata", "creationTimestamp"), ("metadata", "uid"), ("spec", "disks")),
 }
 # Read by nothing, for any kind.
 UNREAD_ANYWHERE: tuple[tuple[str, ...], ...] = (
@@ -189,7 +210,7 @@ def _share_strings(value: Any) -> None:
     if isinstance(value, dict):
         for key, item in value.items():
             if isinstance(item, str):
-                if len(item) <= INTERN_MAX:
+                if len(item) <= INTERN_MAX and key not in UNIQUE_KEYS:
                     value[key] = sys.intern(item)
             elif isinstance(item, dict | list):
                 _share_strings(item)
