@@ -44,16 +44,19 @@ def print_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> None
         print("  ".join(str(c).rjust(w) for c, w in zip(row, widths, strict=True)))
 
 
-def start_server(module_args: Sequence[str], url: str, verify: str | bool = True) -> subprocess.Popen:
+def start_server(
+    module_args: Sequence[str], url: str, verify: str | bool = True, source: Path = ROOT, timeout: float = 120
+) -> subprocess.Popen:
+    """A server from `source` (its code first on the path); returns once `url` answers 2xx."""
     proc = subprocess.Popen(
         [sys.executable, *module_args],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=source,
+        env={**os.environ, "PYTHONPATH": str(source)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server {module_args} exited with {proc.returncode}")

@@ -3,11 +3,14 @@
 Fills the real local apiserver with 5,000 nodes (each with a Longhorn node),
 20,000 Longhorn volumes with 2 replicas each (40,000 replicas) and 20,000 PVs
 and claims bound to them (`--scale 0.25` for a quarter of that), then starts
-stork-py for Longhorn (extender, webhook, controller) as the local cluster runs
-them, waits until each is ready (caches synced) and prints the resident memory
-(RSS) of each: the serving process and, for gunicorn, its master as well.
+stork-py for Longhorn (extender, webhook, controller) with the options the local
+cluster runs them with, waits until each is ready (caches synced) and prints the
+resident memory (RSS) of each: the serving process and, for gunicorn, its
+master as well. With `--sources A B`, the servers of each source tree are
+started and measured in turn against the same cluster (a before/after in one
+run: make A a worktree of the older commit).
 
-    python bench/memory.py [--scale 1.0]
+    python bench/memory.py [--scale 1.0] [--sources DIR ...]
 """
 
 from __future__ import annotations
@@ -16,15 +19,22 @@ import argparse
 import random
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import urllib3
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import print_table
+from bench.common import ROOT, print_table, start_server, stop_server
+from certs import authority
 from localcluster import simulate
 from localcluster.cluster import LocalCluster
+from tests.processes import free_port
+
+urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)  # our own test certificate
 
 NAMESPACE = "bench"
 GOAL_MB = 300
@@ -75,44 +85,91 @@ def children(pid: int) -> list[int]:
     return [int(p) for p in out.split()]
 
 
-def memory_of(cluster: LocalCluster, process: str) -> tuple[float, float]:
+def memory_of(pid: int) -> tuple[float, float]:
     """(the serving process, the whole process tree) in MB."""
-    pid = cluster.control_plane.procs.running[process].pid
-    pids = [pid, *children(pid)]
-    sizes = {p: rss_mb(p) for p in pids}
-    return max(sizes.values()), sum(sizes.values())
+    sizes = [rss_mb(p) for p in (pid, *children(pid))]
+    return max(sizes), sum(sizes)
+
+
+def components(kubeconfig: Path, tls: Path) -> dict[str, tuple[list[str], str]]:
+    """Module command lines and readiness URLs of the three servers, as the local cluster runs them."""
+    common = ["--driver", "longhorn", "--kubeconfig", str(kubeconfig)]
+    serving = ["--certfile", str(tls / "tls.crt"), "--keyfile", str(tls / "tls.key")]
+    ports = [free_port() for _ in range(3)]
+    return {
+        "extender": (
+            ["-m", "extender.cli", *common, *serving, "--bind", f"127.0.0.1:{ports[0]}"],
+            f"https://127.0.0.1:{ports[0]}/readyz",
+        ),
+        "webhook": (
+            ["-m", "webhook.cli", *common, *serving, "--bind", f"127.0.0.1:{ports[1]}", "--workers", "1"],
+            f"https://127.0.0.1:{ports[1]}/readyz",
+        ),
+        "controller": (
+            ["-m", "controller.cli", *common, "--bind", f"127.0.0.1:{ports[2]}", "--lease-namespace", "default"],
+            f"http://127.0.0.1:{ports[2]}/readyz",
+        ),
+    }
+
+
+def measure(source: Path, kubeconfig: Path, tls: Path, settle: float) -> dict[str, tuple[float, float]]:
+    """Start the three servers from one source tree, wait until all are ready (caches synced),
+    settle, and read their memory; then stop them."""
+    started = time.monotonic()
+    procs = {}
+    try:
+        for name, (args, url) in components(kubeconfig, tls).items():
+            procs[name] = start_server(args, url, verify=False, source=source, timeout=900)
+        print(f"{source}: ready in {time.monotonic() - started:.0f} s; settling {settle:.0f} s", flush=True)
+        time.sleep(settle)
+        return {name: memory_of(proc.pid) for name, proc in procs.items()}
+    finally:
+        for proc in procs.values():
+            stop_server(proc)
+
+
+def measure_all(sources: list[Path], kubeconfig: Path, settle: float) -> dict[Path, dict[str, tuple[float, float]]]:
+    with tempfile.TemporaryDirectory() as folder:
+        tls = Path(folder)
+        ca = authority.create_ca()
+        authority.save(tls, ca, authority.create_serving(ca, ["localhost"], ["127.0.0.1"]))
+        return {source: measure(source, kubeconfig, tls, settle) for source in sources}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--settle", type=float, default=20.0, help="seconds to wait after ready before measuring")
+    parser.add_argument(
+        "--sources",
+        type=Path,
+        nargs="+",
+        default=[ROOT],
+        help="source trees to measure one after another on the same cluster (e.g. a worktree of an older commit)",
+    )
+    parser.add_argument("--kubeconfig", type=Path, help="measure on this already-filled cluster instead of a new one")
     args = parser.parse_args()
     nodes, volumes = int(5000 * args.scale), int(20000 * args.scale)
-    cluster = LocalCluster.create()
-    try:
-        cluster.start()
-        populate(cluster, nodes, volumes)
-        started = time.monotonic()
-        cluster.add_stork("longhorn", ready_timeout=600)  # extender and webhook, ready once their caches synced
-        cluster.start_controller("stork-controller", "longhorn", ["--lease-namespace", "stork"], ready_timeout=600)
-        print(f"stork-py ready in {time.monotonic() - started:.0f} s; settling {args.settle:.0f} s", flush=True)
-        time.sleep(args.settle)
-        rows = []
-        for label, process in (
-            ("extender", "stork-extender"),
-            ("webhook", "stork-webhook"),
-            ("controller", "stork-controller"),
-        ):
-            serving, total = memory_of(cluster, process)
-            rows.append((label, f"{serving:.0f}", f"{total:.0f}", "yes" if serving < GOAL_MB else "NO"))
-    finally:
-        cluster.stop()
-    print(
-        f"resident memory (MB) with {nodes} nodes, {volumes} Longhorn volumes, {2 * volumes} replicas, "
-        f"{volumes} PVs and claims"
-    )
-    print_table(["component", "serving process", "process tree", f"< {GOAL_MB} MB"], rows)
+    sources = [s.resolve() for s in args.sources]
+    if args.kubeconfig:
+        results = measure_all(sources, args.kubeconfig, args.settle)
+    else:
+        cluster = LocalCluster.create()
+        try:
+            cluster.start()
+            populate(cluster, nodes, volumes)
+            results = measure_all(sources, cluster.kubeconfig, args.settle)
+        finally:
+            cluster.stop()
+    filled = f"{nodes} nodes, {volumes} Longhorn volumes, {2 * volumes} replicas, {volumes} PVs and claims"
+    on = f"the cluster of {args.kubeconfig}" if args.kubeconfig else filled
+    print(f"resident memory (MB) on {on}: serving process / process tree (gunicorn master + worker)")
+    rows = []
+    for label in ("extender", "webhook", "controller"):
+        cells = [f"{results[s][label][0]:.0f} / {results[s][label][1]:.0f}" for s in sources]
+        last = results[sources[-1]][label][0]
+        rows.append((label, *cells, "yes" if last < GOAL_MB else "NO"))
+    print_table(["component", *map(str, sources), f"< {GOAL_MB} MB (last)"], rows)
 
 
 if __name__ == "__main__":
