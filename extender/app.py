@@ -8,6 +8,7 @@ import time
 from collections import Counter as Tally
 from collections import OrderedDict
 from collections.abc import Callable
+from operator import attrgetter
 
 from flask import Flask, Response, request
 from prometheus_client import CollectorRegistry
@@ -15,7 +16,14 @@ from prometheus_client import CollectorRegistry
 from extender.candidates import CandidateResolver
 from extender.filter import FilterOutcome, filter_candidates
 from extender.metrics import ExtenderMetrics, PlacementCollector
-from extender.protocol import ExtenderArgs, ProtocolError, filter_result, parse_args, priority_list
+from extender.protocol import (
+    ExtenderArgs,
+    ProtocolError,
+    encoded_priority_list,
+    filter_result,
+    parse_args,
+    priority_list,
+)
 from extender.scoring import FLOOR, holds_any_replica, normalize, score_candidates
 from storkcore import objects
 from storkcore.drivers.base import Driver
@@ -25,6 +33,7 @@ from storkcore.pods import PodStorage, assess_pod
 from storkcore.web import add_health_routes, driver_ready, json_error, register_driver_metrics
 
 log = logging.getLogger(__name__)
+_HOST_ENTRY = attrgetter("host_entry")
 SCORE_MODES = ("stork", "normalized")
 
 
@@ -86,7 +95,7 @@ class Extender:
             )
         if self.score_mode == "normalized":
             scores = normalize(scores)
-        return priority_list(args.names, scores)
+        return encoded_priority_list(list(map(_HOST_ENTRY, candidates)), scores)
 
     def _report_filter(self, pod: dict, outcome: FilterOutcome, total: int) -> None:
         if outcome.fail_open:

@@ -7,7 +7,7 @@ case-insensitively. Requests carry either full `Nodes` or only `NodeNames`
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,3 +126,28 @@ def filter_result(
 
 def priority_list(names: list[str], scores: list[int]) -> bytes:
     return orjson.dumps([{"Host": n, "Score": s} for n, s in zip(names, scores, strict=True)])
+
+
+def host_entry_prefix(name: str) -> bytes:
+    """`{"Host":"<name>","Score":`, the part of a node's HostPriority that does not change."""
+    return b'{"Host":' + orjson.dumps(name) + b',"Score":'
+
+
+_SCORE_ENDS = [b"%d}," % score for score in range(4096)]
+
+
+def encoded_priority_list(prefixes: Sequence[bytes], scores: list[int]) -> bytes:
+    """The bytes `priority_list` gives, from each node's `host_entry_prefix`.
+
+    Joining ready-made pieces costs a fifth of building and encoding 5,000 dicts
+    (0.4 ms against 2 ms per request at 5,000 nodes, bench/README.md).
+    """
+    if len(prefixes) != len(scores):
+        raise ValueError("one score per node")
+    if not scores or min(scores) < 0 or max(scores) >= len(_SCORE_ENDS):
+        hosts = [orjson.loads(prefix + b"0}")["Host"] for prefix in prefixes]
+        return priority_list(hosts, scores)
+    parts: list[bytes] = [b""] * (2 * len(scores))
+    parts[0::2] = prefixes
+    parts[1::2] = map(_SCORE_ENDS.__getitem__, scores)
+    return b"[" + b"".join(parts)[:-1] + b"]"
