@@ -11,15 +11,25 @@ do not bias the result; each round's pods are deleted before the next. Prints
 pods bound per second per round, the medians and their ratio.
 
     python bench/scheduler.py [--nodes 1000] [--pods 300] [--rounds 3]
+                              [--extender-server gunicorn|granian] [--extender-app stork|floor]
+
+`--extender-server granian` serves the same extender app under granian instead
+of gunicorn; `--extender-app floor` replaces it by bench/servers.py's empty
+handler (parses the request, answers every node with no opinion): what the
+round trips alone cost the scheduler.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import random
+import ssl
 import statistics
 import sys
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -65,6 +75,31 @@ def populate(cluster: LocalCluster, node_count: int, pod_count: int) -> None:
         simulate.wait_bound_claim(kube, NAMESPACE, f"data-{i}", timeout=300)
 
 
+def cpu_seconds(pid: int, children: bool = True) -> float:
+    """User + system CPU of a process and its children still running (gunicorn workers)."""
+    total = 0.0
+    for p in (pid, *(_children(pid) if children else ())):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def cpu_by_process(cluster: LocalCluster) -> dict[str, float]:
+    found = {name: cpu_seconds(proc.pid) for name, proc in cluster.control_plane.procs.running.items()}
+    found["this benchmark"] = cpu_seconds(os.getpid(), children=False)  # its children are the cluster
+    return found
+
+
 def run(kube: Kube, prefix: str, pod_count: int, annotations: dict[str, str] | None) -> tuple[float, str]:
     """Create pod_count pods at once; seconds until all are bound, and who scheduled them."""
 
@@ -74,18 +109,89 @@ def run(kube: Kube, prefix: str, pod_count: int, annotations: dict[str, str] | N
         body["metadata"]["labels"] = {"bench-round": prefix}
         kube.create(PODS, NAMESPACE, {"apiVersion": "v1", "kind": "Pod", **body})
 
+    round_pods = {"labelSelector": f"bench-round={prefix}"}
     started = time.monotonic()
     in_parallel(create, range(pod_count))
     deadline = started + 600
     while time.monotonic() < deadline:
-        pods = kube.request("GET", PODS.collection_path(), {"labelSelector": f"bench-round={prefix}"})["items"]
-        if len(pods) == pod_count and all(p["spec"].get("nodeName") for p in pods):
+        # One unbound pod at most: a cheap question, so that polling takes little of the CPU
+        # the schedulers compete for (listing every pod of the round 10 times a second did).
+        query = {**round_pods, "fieldSelector": "spec.nodeName=", "limit": 1}
+        unbound = kube.request("GET", PODS.collection_path(), query)
+        if not unbound["items"]:
             elapsed = time.monotonic() - started
+            pods = kube.request("GET", PODS.collection_path(), round_pods)["items"]
+            assert len(pods) == pod_count and all(p["spec"].get("nodeName") for p in pods)
             schedulers = {p["spec"]["schedulerName"] for p in pods}
             remove_round(kube, prefix)
             return elapsed, ",".join(sorted(schedulers))
         time.sleep(0.1)
     raise TimeoutError(f"{prefix}: pods not all bound in 10 minutes")
+
+
+def granian_extender():
+    """The real stork-extender app for granian (its factory takes no arguments)."""
+    from extender import cli
+    from storkcore.serving import tune_gc
+
+    app = cli.build_app(cli.build_parser().parse_args(json.loads(os.environ["BENCH_EXTENDER_ARGS"])))
+    tune_gc()
+    return app
+
+
+def serve_granian(app: str, port: int, certfile: str, keyfile: str) -> None:
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    Granian(
+        app,
+        address="127.0.0.1",
+        port=port,
+        interface=Interfaces.WSGI,
+        factory=True,
+        workers=1,
+        blocking_threads=8,
+        log_enabled=False,
+        ssl_cert=Path(certfile),
+        ssl_key=Path(keyfile),
+    ).serve()
+
+
+def replace_extender(cluster: LocalCluster, stork, server: str, app: str) -> None:
+    """Serve the `stork` scheduler's extender another way, on the same port with the same certificate."""
+    name = f"{stork.name}-extender"
+    procs = cluster.control_plane.procs
+    procs.stop(name)
+    certfile, keyfile = str(stork.tls / "tls.crt"), str(stork.tls / "tls.key")
+    here = [sys.executable, str(Path(__file__).resolve())]
+    factory = "bench.servers:floor_app" if app == "floor" else "bench.scheduler:granian_extender"
+    if server == "gunicorn" and app == "floor":
+        argv = [str(Path(__file__).resolve().parent / "servers.py"), "--serve", "gunicorn-gthread", "--app", "floor"]
+        argv = [sys.executable, *argv, "--port", str(stork.extender_port), "--certfile", certfile, "--keyfile", keyfile]
+    else:
+        argv = [*here, "--serve-granian", factory, "--port", str(stork.extender_port)]
+        argv += ["--certfile", certfile, "--keyfile", keyfile]
+    env = {
+        "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+        "BENCH_EXTENDER_ARGS": json.dumps([*stork._common_args(), "--bind", f"127.0.0.1:{stork.extender_port}"]),
+    }
+    procs.start(name, argv, env=env)
+    health = "/livez" if app == "floor" else "/readyz"
+    context = ssl.create_default_context(cafile=str(stork.tls / "ca.crt"))
+
+    def answers() -> bool:
+        procs.check_alive(name)
+        try:
+            with urllib.request.urlopen(stork.extender_url + health, timeout=2, context=context) as resp:
+                return resp.status == 200
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + 120
+    while not answers():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{name} ({server}, {app}) did not answer")
+        time.sleep(0.3)
 
 
 def remove_round(kube: Kube, prefix: str) -> None:
@@ -104,13 +210,23 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=1000)
     parser.add_argument("--pods", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3, help="rounds per scheduler, alternating (ABBA...)")
+    parser.add_argument("--extender-server", choices=["gunicorn", "granian"], default="gunicorn")
+    parser.add_argument("--extender-app", choices=["stork", "floor"], default="stork")
+    parser.add_argument("--serve-granian", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--certfile", help=argparse.SUPPRESS)
+    parser.add_argument("--keyfile", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_granian:
+        return serve_granian(args.serve_granian, args.port, args.certfile, args.keyfile)
     cluster = LocalCluster.create()
     rates: dict[str, list[float]] = {"stork": [], "default": []}
     names: dict[str, str] = {}
     try:
         cluster.start()
-        cluster.add_stork("longhorn")
+        stork = cluster.add_stork("longhorn")
+        if (args.extender_server, args.extender_app) != ("gunicorn", "stork"):
+            replace_extender(cluster, stork, args.extender_server, args.extender_app)
         setup_started = time.monotonic()
         populate(cluster, args.nodes, args.pods)
         print(
@@ -119,9 +235,14 @@ def main() -> None:
         kube = cluster.kube()
         run(kube, "warmup", min(50, args.pods), None)  # first requests pay for imports and cold caches
         order = [("stork", None), ("default", OPT_OUT)]
+        cpu: dict[str, dict[str, float]] = {"stork": {}, "default": {}}  # process -> CPU seconds, all rounds
         for round_number in range(args.rounds):
             for kind, annotations in order if round_number % 2 == 0 else order[::-1]:
+                before = cpu_by_process(cluster)
                 seconds, names[kind] = run(kube, f"{kind}-{round_number}", args.pods, annotations)
+                after = cpu_by_process(cluster)
+                for process, used in after.items():
+                    cpu[kind][process] = cpu[kind].get(process, 0.0) + used - before.get(process, used)
                 rates[kind].append(args.pods / seconds)
                 print(f"round {round_number + 1}: {kind:8s} {args.pods / seconds:6.1f} pods/s", flush=True)
     finally:
@@ -130,7 +251,7 @@ def main() -> None:
     rows = [
         (
             names["stork"],
-            "extender (filter + prioritize)",
+            f"extender (filter + prioritize): {args.extender_app} app under {args.extender_server}",
             " ".join(f"{r:.1f}" for r in rates["stork"]),
             f"{stork:.1f}",
         ),
@@ -138,6 +259,17 @@ def main() -> None:
     ]
     print_table(["scheduler", "calls", "pods/s per round", "median pods/s"], rows)
     print(f"ratio of medians (with extender / without): {stork / default:.2f}")
+    pods = args.pods * args.rounds
+    processes = sorted(set(cpu["stork"]) | set(cpu["default"]), key=lambda p: -cpu["stork"].get(p, 0.0))
+    print("CPU per pod bound (ms), by process, summed over each scheduler's rounds (2 cores here):")
+    print_table(
+        ["process", "stork rounds", "default rounds"],
+        [
+            (p, f"{cpu['stork'].get(p, 0.0) * 1000 / pods:.1f}", f"{cpu['default'].get(p, 0.0) * 1000 / pods:.1f}")
+            for p in processes
+            if cpu["stork"].get(p, 0.0) + cpu["default"].get(p, 0.0) > 0.05
+        ],
+    )
 
 
 if __name__ == "__main__":

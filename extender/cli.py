@@ -31,6 +31,14 @@ def build_parser() -> cli.EnvDefaultsParser:
         choices=SCORE_MODES,
         help="stork: stork-compatible scores; normalized: scaled into 0..10",
     )
+    parser.add_argument(
+        "--server",
+        choices=["gunicorn", "granian"],
+        default="gunicorn",
+        help="HTTP server. gunicorn: a renewed certificate is served in place. granian: less CPU per request; "
+        "a renewed certificate starts a new worker (serving once its caches are synced) and the old one stops "
+        "60 s later, which can fail a request in flight once (kube-scheduler retries the pod)",
+    )
     return parser
 
 

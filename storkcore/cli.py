@@ -136,7 +136,7 @@ def run_server(
     from storkcore.cluster import ClusterState
     from storkcore.drivers import make_driver
     from storkcore.logs import setup_logging
-    from storkcore.serving import serve
+    from storkcore.serving import serve, serve_granian
 
     args = parser.parse_args(argv)
     check_tls_pair(parser, args)
@@ -146,6 +146,11 @@ def run_server(
         make_driver(args.driver, ClusterState(), driver_options(args))
     except ValueError as err:
         parser.error(str(err))
+    if getattr(args, "server", "gunicorn") == "granian":
+        serve_granian(
+            lambda: build_app(args), args.bind, args.certfile, args.keyfile, args.threads, workers=workers(args)
+        )
+        return
     serve(
         lambda: build_app(args),
         args.bind,

@@ -1,4 +1,4 @@
-"""Running a Flask app under gunicorn (gthread worker), plain HTTP or TLS.
+"""Running a Flask app under gunicorn (gthread worker), plain HTTP or TLS; or under granian.
 
 The app is built inside each worker (not before the fork), so the cache
 threads run where requests are served. Each worker process has its own
@@ -14,6 +14,7 @@ import logging
 import os
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -154,3 +155,106 @@ def serve(
         options.update(certfile=certfile, keyfile=keyfile, ssl_context=ReloadingTLS(certfile, keyfile or certfile))
     options.update(extra or {})
     _App(factory, options).run()
+
+
+# -- granian (opt-in) -------------------------------------------------------------------
+
+RESPAWN_SECONDS = 60.0  # how long old and new workers overlap after a certificate change
+READY_SECONDS = 600.0  # longest a new worker waits for its caches before it serves anyway
+WATCH_SECONDS = 5.0  # how often the certificate files are checked
+# Set in granian's main process before it respawns workers; forked workers inherit it. The first
+# worker serves at once (as under gunicorn, /readyz says when caches are synced): blocking it
+# would fail its liveness probe on a large cluster.
+_certificate_changed = threading.Event()
+
+
+def serve_granian(
+    factory: Callable[[], Any],
+    bind: str,
+    certfile: str | None = None,
+    keyfile: str | None = None,
+    threads: int = 8,
+    workers: int = 1,
+    ready_path: str = "/readyz",
+    respawn_seconds: float = RESPAWN_SECONDS,
+    watch_seconds: float = WATCH_SECONDS,
+    ready_seconds: float = READY_SECONDS,
+) -> None:
+    """Serve a Flask app under granian (HTTP and TLS in Rust; bench/README.md has the numbers).
+
+    Granian loads its certificate once per worker. When the files change (a renewal
+    written into the mounted Secret), the main process re-reads them and respawns the
+    workers one by one: each new worker builds the app and serves only once `ready_path`
+    answers 200 (caches synced, at most `ready_seconds`); the old one keeps serving for
+    `respawn_seconds`, then
+    stops, closing its connections, so every client reconnects to the new certificate.
+    """
+    from pathlib import Path
+
+    from granian.constants import Interfaces, SSLProtocols
+    from granian.server import Server
+
+    host, _, port = bind.rpartition(":")
+    tls = {"ssl_cert": Path(certfile), "ssl_key": Path(keyfile or certfile), "ssl_protocol_min": SSLProtocols.tls12}
+    server = Server(
+        "stork",  # granian wants a target name; the loader below builds the app
+        address=host.strip("[]") or "0.0.0.0",
+        port=int(port),
+        interface=Interfaces.WSGI,
+        workers=workers,
+        blocking_threads=threads,
+        respawn_interval=respawn_seconds,
+        log_enabled=False,
+        **(tls if certfile else {}),
+    )
+
+    def load(*_: Any) -> Any:
+        app = factory()
+        tune_gc()
+        if _certificate_changed.is_set():  # a replacement: the old worker serves meanwhile
+            _wait_ready(app, ready_path, ready_seconds)
+        if certfile:
+            ServedCertificate.expiry = _expiry(certfile)
+        return app
+
+    if certfile:
+        threading.Thread(
+            target=_reload_on_change, args=(server, tls, watch_seconds), name="certificate watch", daemon=True
+        ).start()
+    server.serve(target_loader=load, wrap_loader=False)
+
+
+def _wait_ready(app: Any, path: str, seconds: float) -> None:
+    client = app.test_client()
+    deadline = time.monotonic() + seconds
+    while client.get(path).status_code != 200:
+        if time.monotonic() > deadline:
+            log.warning("not ready in time, serving anyway", extra={"waited_s": seconds})
+            return
+        time.sleep(0.2)
+
+
+def _expiry(certfile: str) -> float:
+    with open(certfile, "rb") as pem:
+        return x509.load_pem_x509_certificate(pem.read()).not_valid_after_utc.timestamp()
+
+
+def _reload_on_change(server: Any, tls: dict[str, Any], every: float) -> None:
+    files = ReloadingTLS(str(tls["ssl_cert"]), str(tls["ssl_key"]))
+    stamp = files._files_stamp()
+    while True:
+        time.sleep(every)
+        try:
+            current = files._files_stamp()
+            if current == stamp:
+                continue
+            files._build()  # a half-written pair fails here: try again at the next check
+        except (OSError, ssl.SSLError) as err:
+            log.warning("TLS files not loadable yet", extra={"error": str(err)})
+            continue
+        stamp = current
+        # Paths are resolved again: behind a Secret volume's symlinks they point to new files.
+        server.build_ssl_context(tls["ssl_cert"], tls["ssl_key"], None, tls["ssl_protocol_min"], None, [], False)
+        log.info("TLS certificate changed, respawning the worker", extra={"certfile": str(tls["ssl_cert"])})
+        _certificate_changed.set()
+        server.signal_handler_reload()
