@@ -3,7 +3,6 @@ by a new worker that serves only once ready, while clients keep connecting."""
 
 from __future__ import annotations
 
-import ssl
 import sys
 import threading
 import time
@@ -12,7 +11,7 @@ import pytest
 import requests
 from cryptography import x509
 
-from tests.integration.test_webhook_server import _handshake, _serial, certs
+from tests.integration.test_webhook_server import _serial, assert_refuses_tls_below_1_2, certs
 from tests.processes import Service, free_port
 
 pytestmark = pytest.mark.integration
@@ -83,10 +82,7 @@ def test_renewed_certificate_is_served_with_no_failed_request(server):
 
 def test_tls_below_1_2_is_refused(server):
     _, base, tls = server
-    port = int(base.rsplit(":", 1)[1])
-    assert _handshake(port, str(tls / "ca.crt"), ssl.TLSVersion.TLSv1_2) == "TLSv1.2"
-    with pytest.raises(ssl.SSLError):
-        _handshake(port, str(tls / "ca.crt"), ssl.TLSVersion.TLSv1_1)
+    assert_refuses_tls_below_1_2(base, str(tls / "ca.crt"))
 
 
 def _pair(tls) -> list[str]:

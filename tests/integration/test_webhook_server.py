@@ -99,12 +99,16 @@ def _handshake(port: int, ca: str, newest: ssl.TLSVersion) -> str:
         return tls_sock.version() or ""
 
 
+def assert_refuses_tls_below_1_2(base: str, ca: str) -> None:
+    port = int(base.rsplit(":", 1)[1])
+    assert _handshake(port, ca, ssl.TLSVersion.TLSv1_2) == "TLSv1.2"
+    with pytest.raises(ssl.SSLError):
+        _handshake(port, ca, ssl.TLSVersion.TLSv1_1)
+
+
 def test_tls_below_1_2_is_refused(webhook):
     _, base, tls = webhook
-    port = int(base.rsplit(":", 1)[1])
-    assert _handshake(port, str(tls / "ca.crt"), ssl.TLSVersion.TLSv1_2) == "TLSv1.2"
-    with pytest.raises(ssl.SSLError):
-        _handshake(port, str(tls / "ca.crt"), ssl.TLSVersion.TLSv1_1)
+    assert_refuses_tls_below_1_2(base, str(tls / "ca.crt"))
 
 
 def test_rotation_under_load_fails_no_request(webhook):
