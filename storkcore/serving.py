@@ -121,8 +121,7 @@ class ReloadingTLS:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.minimum_version = self.min_version
         context.load_cert_chain(certfile=self.certfile, keyfile=self.keyfile)
-        with open(self.certfile, "rb") as pem:
-            ServedCertificate.expiry = x509.load_pem_x509_certificate(pem.read()).not_valid_after_utc.timestamp()
+        ServedCertificate.expiry = _expiry(self.certfile)
         return context
 
     def __call__(self, conf: Any, default_ssl_context_factory: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
@@ -186,8 +185,8 @@ def serve_granian(
     written into the mounted Secret), the main process re-reads them and respawns the
     workers one by one: each new worker builds the app and serves only once `ready_path`
     answers 200 (caches synced, at most `ready_seconds`); the old one keeps serving for
-    `respawn_seconds`, then
-    stops, closing its connections, so every client reconnects to the new certificate.
+    `respawn_seconds`, then stops, closing its connections, so every client reconnects to the
+    new certificate.
     """
     from pathlib import Path
 
