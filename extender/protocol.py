@@ -139,8 +139,8 @@ _SCORE_ENDS = [b"%d}," % score for score in range(4096)]
 def encoded_priority_list(prefixes: Sequence[bytes], scores: list[int]) -> bytes:
     """The bytes `priority_list` gives, from each node's `host_entry_prefix`.
 
-    Joining ready-made pieces costs a fifth of building and encoding 5,000 dicts
-    (0.4 ms against 2 ms per request at 5,000 nodes, bench/README.md).
+    Joining ready-made pieces costs about a third of building and encoding 5,000 dicts
+    (0.7 against 2.0 ms per request at 5,000 nodes, measured in process: bench/README.md).
     """
     if len(prefixes) != len(scores):
         raise ValueError("one score per node")
