@@ -13,6 +13,7 @@ import ssl
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -197,11 +198,17 @@ class Stork:
             str(self.tls / "tls.key"),
         ]
 
-    def start_extender(self) -> None:
+    def start_extender(self, extra_args: Sequence[str] = ()) -> None:
         procs = self.control_plane.procs
         procs.start(
             f"{self.name}-extender",
-            [console_script("stork-extender"), *self._common_args(), "--bind", f"127.0.0.1:{self.extender_port}"],
+            [
+                console_script("stork-extender"),
+                *self._common_args(),
+                "--bind",
+                f"127.0.0.1:{self.extender_port}",
+                *extra_args,
+            ],
         )
         wait_until(
             lambda: self._ready(f"{self.name}-extender", self.extender_url), self.ready_timeout, f"{self.name} extender"

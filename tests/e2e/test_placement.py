@@ -139,6 +139,25 @@ def test_extender_is_called_with_node_names_within_its_timeout(kube, namespace, 
     assert total >= 1 and within == total  # every answer well inside httpTimeout (5s)
 
 
+def test_the_extender_under_granian_places_pods_through_the_real_scheduler(kube, namespace, longhorn):
+    """`stork-extender --server granian`: kube-scheduler's TLS client, NodeNames mode, our answer."""
+    name = f"{longhorn.name}-extender"
+    procs = longhorn.control_plane.procs
+    procs.stop(name)
+    try:
+        longhorn.start_extender(["--server", "granian"])
+        pid = procs.running[name].pid
+        workers = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        assert any("_granian" in Path(f"/proc/{w}/maps").read_text() for w in workers)  # really granian
+        app, _ = longhorn_workload(kube, namespace, ["node-3", "node-5"])
+        assert bound_pod(kube, namespace, app)["spec"]["nodeName"] in ("node-3", "node-5")
+        metrics = longhorn.metrics()
+        assert _counter(metrics, "filter") >= 1 and _counter(metrics, "prioritize") >= 1
+    finally:
+        procs.stop(name)
+        longhorn.start_extender()
+
+
 def test_invalid_rule_is_denied_by_the_validating_webhook(kube, namespace):
 
     crd = yaml.safe_load(Path("manifests/base/rule-crd.yaml").read_text())
