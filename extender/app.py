@@ -8,7 +8,6 @@ import time
 from collections import Counter as Tally
 from collections import OrderedDict
 from collections.abc import Callable
-from operator import attrgetter
 
 from flask import Flask, Response, request
 from prometheus_client import CollectorRegistry
@@ -24,7 +23,7 @@ from extender.protocol import (
     parse_args,
     priority_list,
 )
-from extender.scoring import FLOOR, holds_any_replica, normalize, score_candidates
+from extender.scoring import FLOOR, holds_any_replica, normalize, score_candidates, score_names
 from storkcore import objects
 from storkcore.drivers.base import Driver
 from storkcore.events import EventSink
@@ -33,7 +32,6 @@ from storkcore.pods import PodStorage, assess_pod
 from storkcore.web import add_health_routes, driver_ready, json_error, register_driver_metrics
 
 log = logging.getLogger(__name__)
-_HOST_ENTRY = attrgetter("host_entry")
 SCORE_MODES = ("stork", "normalized")
 
 
@@ -86,16 +84,24 @@ class Extender:
         storage = self.assess(args.pod)
         if not storage.concerns_driver:
             return priority_list(args.names, [FLOOR] * len(args.names))  # as upstream: 5 everywhere
-        candidates = self.resolver.resolve(args)
-        scores = score_candidates(args.pod, storage, self.driver.index().by_id, candidates)
-        has_replicas = any(v.data_nodes for v in storage.volumes)
-        if has_replicas and not holds_any_replica(storage, candidates):
+        scores, near_data = self._rank(args, storage)
+        if any(v.data_nodes for v in storage.volumes) and not near_data:
             self.events.warn(
                 args.pod, "NonOptimumScheduling", "none of the candidate nodes holds a replica of the pod's volumes"
             )
         if self.score_mode == "normalized":
             scores = normalize(scores)
-        return encoded_priority_list(list(map(_HOST_ENTRY, candidates)), scores)
+        return encoded_priority_list(args.names, scores)
+
+    def _rank(self, args: ExtenderArgs, storage: PodStorage) -> tuple[list[int], bool]:
+        """Scores in the request's order, and whether a candidate holds a replica."""
+        index_by_id = self.driver.index().by_id
+        if args.node_names is not None:
+            ranked = score_names(args.pod, storage, index_by_id, args.node_names, self.resolver.table)
+            if ranked is not None:
+                return ranked
+        candidates = self.resolver.resolve(args)  # Nodes mode, or a node not cached yet
+        return score_candidates(args.pod, storage, index_by_id, candidates), holds_any_replica(storage, candidates)
 
     def _report_filter(self, pod: dict, outcome: FilterOutcome, total: int) -> None:
         if outcome.fail_open:

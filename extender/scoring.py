@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from operator import attrgetter
 
-from extender.candidates import Candidate
+from extender.candidates import NOWHERE, Candidate, NodeTable, Place
 from storkcore import annotations as ann
 from storkcore import objects
 from storkcore.model import NodeStatus, StorageNode, Topology, Volume
@@ -78,29 +78,66 @@ class Locality:
 def score_candidates(
     pod: Mapping, storage: PodStorage, index_by_id: Mapping[str, StorageNode], candidates: list[Candidate]
 ) -> list[int]:
-    if not storage.concerns_driver:
-        return [FLOOR] * len(candidates)  # no driver volumes: the same 5 everywhere, as upstream
-    if not storage.uses_driver or storage.blocked or storage.driver_error:
-        return [UNKNOWN] * len(candidates)  # no opinion
-    if ann.is_true(objects.annotations(pod).get(ann.DISABLE_HYPERCONVERGENCE)):
-        return [FLOOR] * len(candidates)
+    uniform = _uniform_score(pod, storage)
+    if uniform is not None:
+        return [uniform] * len(candidates)
     scored, remote = _scored_volumes(storage, index_by_id)
+    holders = _holder_ids(scored, remote)
+    keys = [c if c.storage_id in holders else c.place for c in candidates]
+    return list(map(_Points(scored, remote).__getitem__, keys))
 
-    def node_score(node: StorageNode, storage_id: str) -> int:
-        return _node_score(node, storage_id, scored, remote)
 
-    # A node holding no replica scores by its place (status and topology) alone, so each
-    # place is scored once; the few replica holders are scored one by one. (The same written
-    # with map/compress over the candidates measured no faster: bench/README.md.)
-    by_place = {"": UNKNOWN}
-    for candidate in {c.place: c for c in candidates}.values():
-        if candidate.storage is not None:
-            by_place[candidate.place] = node_score(candidate.storage, "")
-    holders = frozenset().union(*(loc.replicas for _, loc in scored), *(v.data_nodes for v in remote))
-    return [
-        node_score(c.storage, c.storage_id) if c.storage_id in holders else by_place[c.place]  # type: ignore[arg-type]
-        for c in candidates
-    ]
+def score_names(
+    pod: Mapping, storage: PodStorage, index_by_id: Mapping[str, StorageNode], names: list[str], table: NodeTable
+) -> tuple[list[int], bool] | None:
+    """NodeNames mode: the same scores as `score_candidates`, and whether a candidate holds a replica.
+
+    Looks each name up once in the node table and never touches its candidate unless it
+    holds a replica (at 5,000 names, half the time: bench/README.md). None when a name is
+    not in the table (a node the watch has not brought yet): score candidates then.
+    """
+    data_nodes = {n for v in storage.volumes for n in v.data_nodes}  # every node whose score is its own
+    keys, holders = table.places(names, data_nodes)
+    if not all(keys):  # a name not in the table (Places and Candidates are all true; 3x `None in`)
+        return None
+    near_data = not set(holders).isdisjoint(keys)
+    uniform = _uniform_score(pod, storage)
+    if uniform is not None:
+        return [uniform] * len(names), near_data
+    return list(map(_Points(*_scored_volumes(storage, index_by_id)).__getitem__, keys)), near_data
+
+
+def _uniform_score(pod: Mapping, storage: PodStorage) -> int | None:
+    """The one score every node gets when locality does not count, else None."""
+    if not storage.concerns_driver:
+        return FLOOR  # no driver volumes: the same 5 everywhere, as upstream
+    if not storage.uses_driver or storage.blocked or storage.driver_error:
+        return UNKNOWN  # no opinion
+    if ann.is_true(objects.annotations(pod).get(ann.DISABLE_HYPERCONVERGENCE)):
+        return FLOOR
+    return None
+
+
+class _Points(dict):
+    """Score by key, computed on first use: a Place (every node there that holds no replica
+    scores alike, so a request scores each place once) or a replica holder's Candidate."""
+
+    def __init__(self, scored: list[tuple[str, Locality]], remote: list[Volume]) -> None:
+        super().__init__()
+        self.scored, self.remote = scored, remote
+
+    def __missing__(self, key: Place | Candidate) -> int:
+        if isinstance(key, Candidate):
+            score = _node_score(key.storage, key.storage_id, self.scored, self.remote)  # type: ignore[arg-type]
+        else:
+            score = UNKNOWN if key is NOWHERE else _node_score(key, "", self.scored, self.remote)
+        self[key] = score
+        return score
+
+
+def _holder_ids(scored: list[tuple[str, Locality]], remote: list[Volume]) -> frozenset[str]:
+    """Storage nodes whose score depends on more than their place: they hold a replica."""
+    return frozenset().union(*(loc.replicas for _, loc in scored), *(v.data_nodes for v in remote))
 
 
 _STORAGE_ID = attrgetter("storage_id")
@@ -119,7 +156,7 @@ def _scored_volumes(
 
 
 def _node_score(
-    node: StorageNode,
+    node: StorageNode | Place,
     storage_id: str,
     scored: list[tuple[str, Locality]],
     remote: list[Volume],

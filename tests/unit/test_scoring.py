@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from tests.builders import csi_world, longhorn_world, pod, topology_labels
+from tests.builders import csi_world, k8s_node, longhorn_world, pod, topology_labels
 from tests.unit.extender_client import ExtenderClient
 
 NODES = ["n1", "n2", "n3", "n4", "n5"]
@@ -179,3 +181,39 @@ def test_non_optimum_event_when_no_candidate_holds_a_replica():
     assert [r for r, _ in client.reasons()] == ["NonOptimumScheduling"]
     client.scores(claims_pod("vol1"), ["n1", "n4"])
     assert len(client.reasons()) == 1
+
+
+@settings(max_examples=80, deadline=None)
+@given(data=st.data())
+def test_names_and_nodes_requests_score_alike_and_warn_alike(data):
+    """NodeNames requests score from the node table's places, Nodes requests candidate by
+    candidate: for any layout, node states, replicas, shared volumes and candidate order,
+    the answers and the NonOptimumScheduling decision are the same."""
+    names = [f"n{i}" for i in range(data.draw(st.integers(2, 8)))]
+    racks = data.draw(st.lists(st.sampled_from(["1", "2", ""]), min_size=len(names), max_size=len(names)))
+    zones = data.draw(st.lists(st.sampled_from(["a", "b", ""]), min_size=len(names), max_size=len(names)))
+    states = data.draw(st.lists(st.sampled_from(["ok", "down", "offline"]), min_size=len(names), max_size=len(names)))
+    volumes = {
+        f"vol{v}": data.draw(st.lists(st.sampled_from(names), max_size=3, unique=True))
+        for v in range(data.draw(st.integers(1, 3)))
+    }
+    shared = {v: "rwx" for v in volumes if data.draw(st.booleans())}
+    world = longhorn_world(
+        {n: topology_labels(rack=r, zone=z) for n, r, z in zip(names, racks, zones, strict=True)},
+        volumes,
+        storage_down=[n for n, s in zip(names, states, strict=True) if s == "down"],
+        offline=[n for n, s in zip(names, states, strict=True) if s == "offline"],
+        access_modes=shared,
+    )
+    world.add(k8s_node("plain", labels=topology_labels(rack="1", zone="a")))  # no storage of the driver
+    candidates = data.draw(st.permutations([*names, "plain"]))
+    candidates = candidates[: data.draw(st.integers(1, len(candidates)))]
+    by_names, by_nodes = ExtenderClient(world), ExtenderClient(world)
+    the_pod = claims_pod(*volumes)
+    assert by_names.scores(the_pod, candidates, "names") == by_nodes.scores(the_pod, candidates, "nodes")
+    assert by_names.reasons() == by_nodes.reasons()
+
+
+def test_a_node_not_cached_yet_scores_zero_and_the_others_as_usual():
+    world = longhorn_world(layout(["1", "2", "1", "2", "3"]), {"vol1": ["n1", "n2"]})
+    assert ExtenderClient(world).scores(claims_pod("vol1"), ["n1", "new", "n3", "n5"]) == [100, 0, 50, 5]
