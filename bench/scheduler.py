@@ -25,11 +25,13 @@ import argparse
 import json
 import os
 import random
+import re
 import ssl
 import statistics
 import sys
 import time
 import urllib.request
+from collections import Counter as Tally
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -97,6 +99,19 @@ def _children(pid: int) -> list[int]:
 def cpu_by_process(cluster: LocalCluster) -> dict[str, float]:
     found = {name: cpu_seconds(proc.pid) for name, proc in cluster.control_plane.procs.running.items()}
     found["this benchmark"] = cpu_seconds(os.getpid(), children=False)  # its children are the cluster
+    return found
+
+
+def apiserver_requests(kube: Kube) -> Tally[str]:
+    """The apiserver's own request counters (apiserver_request_total), as "VERB resource[/sub]"."""
+    text = kube.request("GET", "/metrics", stream=True).data.decode()
+    found: Tally[str] = Tally()
+    for line in text.splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', line[: line.rindex("}")]))
+        resource = labels.get("resource", "") + (f"/{labels['subresource']}" if labels.get("subresource") else "")
+        found[f"{labels.get('verb', '')} {resource or '(non-resource)'}"] += int(float(line.rsplit(" ", 1)[1]))
     return found
 
 
@@ -236,11 +251,13 @@ def main() -> None:
         run(kube, "warmup", min(50, args.pods), None)  # first requests pay for imports and cold caches
         order = [("stork", None), ("default", OPT_OUT)]
         cpu: dict[str, dict[str, float]] = {"stork": {}, "default": {}}  # process -> CPU seconds, all rounds
+        requests: dict[str, Tally[str]] = {"stork": Tally(), "default": Tally()}  # apiserver requests, all rounds
         for round_number in range(args.rounds):
             for kind, annotations in order if round_number % 2 == 0 else order[::-1]:
-                before = cpu_by_process(cluster)
+                before, requests_before = cpu_by_process(cluster), apiserver_requests(kube)
                 seconds, names[kind] = run(kube, f"{kind}-{round_number}", args.pods, annotations)
                 after = cpu_by_process(cluster)
+                requests[kind].update(apiserver_requests(kube) - requests_before)
                 for process, used in after.items():
                     cpu[kind][process] = cpu[kind].get(process, 0.0) + used - before.get(process, used)
                 rates[kind].append(args.pods / seconds)
@@ -268,6 +285,16 @@ def main() -> None:
             (p, f"{cpu['stork'].get(p, 0.0) * 1000 / pods:.1f}", f"{cpu['default'].get(p, 0.0) * 1000 / pods:.1f}")
             for p in processes
             if cpu["stork"].get(p, 0.0) + cpu["default"].get(p, 0.0) > 0.05
+        ],
+    )
+    print("apiserver requests per pod bound, by verb and resource (includes deleting the rounds' pods):")
+    kinds = sorted(set(requests["stork"]) | set(requests["default"]), key=lambda k: -requests["stork"][k])
+    print_table(
+        ["request", "stork rounds", "default rounds"],
+        [
+            (k, f"{requests['stork'][k] / pods:.2f}", f"{requests['default'][k] / pods:.2f}")
+            for k in kinds
+            if requests["stork"][k] + requests["default"][k] >= pods * 0.05
         ],
     )
 
