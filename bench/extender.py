@@ -1,18 +1,19 @@
 """Benchmark: extender filter and prioritize latency at 1,000 and 5,000 nodes.
 
-The extender runs under gunicorn (as `stork-extender` does) over in-memory
+The extender runs under granian (as `stork-extender` does; `--server gunicorn`
+for the other server) over in-memory
 Longhorn state (`--driver longhorn`), or over the SIMULATED Portworx or
 LINSTOR server of localcluster/ (`--driver pxd|linstor`, the server runs in
 this process): nodes in 3 zones x 10 racks, a pod with 3 volumes of 3
 replicas each. Requests are sent one at a time over a keep-alive connection,
 in both request modes. The floor is an empty Flask handler under the same
 gunicorn settings that parses the same body and sends a reply of the same
-shape: the cost of HTTP plus JSON that any extender pays. For pxd and linstor
+shape: the cost of HTTP plus JSON that any extender pays (under the same server). For pxd and linstor
 the table also counts the storage API calls the simulated server answered
 while the requests were measured (the driver's background refresh is set to
 an hour so that any call counted comes from a request).
 
-    python bench/extender.py [--requests 300] [--driver longhorn|pxd|linstor]
+    python bench/extender.py [--requests 300] [--driver longhorn|pxd|linstor] [--server granian|gunicorn]
 """
 
 from __future__ import annotations
@@ -96,24 +97,31 @@ def request_bodies(world, names: list[str]) -> dict[str, bytes]:
     }
 
 
-def serve_extender(node_count: int, port: int, driver: str, storage_url: str) -> None:
+def serve_extender(node_count: int, port: int, driver: str, storage_url: str, server: str) -> None:
     from extender.app import create_app
     from storkcore.events import EventRecorder
-    from storkcore.serving import serve
 
     def factory():
         world, _ = build_world(node_count, driver, storage_url)
         world.driver.start()  # as stork-extender: the first node listing comes from the background thread
         return create_app(world.driver, EventRecorder(None, "bench"))
 
-    serve(factory, f"127.0.0.1:{port}", log_level="error")
+    serve_with(server, factory, port)
 
 
-def serve_floor(port: int) -> None:
+def serve_floor(port: int, server: str) -> None:
     from bench.servers import floor_app
-    from storkcore.serving import serve
 
-    serve(floor_app, f"127.0.0.1:{port}", log_level="error")
+    serve_with(server, floor_app, port)
+
+
+def serve_with(server: str, factory, port: int) -> None:
+    from storkcore.serving import serve, serve_granian
+
+    if server == "granian":
+        serve_granian(factory, f"127.0.0.1:{port}")
+    else:
+        serve(factory, f"127.0.0.1:{port}", log_level="error")
 
 
 def measure(port: int, bodies: dict[str, bytes], count: int) -> dict[tuple[str, str], tuple[list[float], list[float]]]:
@@ -147,14 +155,15 @@ def main() -> None:
     parser.add_argument("--driver", choices=["longhorn", "pxd", "linstor"], default="longhorn")
     parser.add_argument("--storage-url", help=argparse.SUPPRESS)
     parser.add_argument("--nodes", type=int, nargs="*", default=[1000, 5000])
+    parser.add_argument("--server", choices=["granian", "gunicorn"], default="granian")
     parser.add_argument("--serve", choices=["extender", "floor"], help=argparse.SUPPRESS)
     parser.add_argument("--node-count", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve == "extender":
-        return serve_extender(args.node_count, args.port, args.driver, args.storage_url or "")
+        return serve_extender(args.node_count, args.port, args.driver, args.storage_url or "", args.server)
     if args.serve == "floor":
-        return serve_floor(args.port)
+        return serve_floor(args.port, args.server)
 
     from tests.processes import free_port
 
@@ -168,7 +177,8 @@ def main() -> None:
         try:
             for kind in ("extender", "floor"):
                 port = free_port()
-                command = ["bench/extender.py", "--serve", kind, "--node-count", str(node_count), "--port", str(port)]
+                command = ["bench/extender.py", "--serve", kind, "--server", args.server, "--port", str(port)]
+                command += ["--node-count", str(node_count)]
                 if storage is not None:
                     command += ["--driver", args.driver, "--storage-url", storage.url]
                 health = "readyz" if kind == "extender" else "livez"  # ready: caches synced, storage answered
@@ -193,7 +203,7 @@ def main() -> None:
             ratios = (f"{p50 / f50:5.2f}x", f"{p99 / f99:5.2f}x")
             rows.append((node_count, mode, verb, len(samples), *map(ms, (p50, p99, app50, app99, f50, f99)), *ratios))
     print(
-        f"extender latency (ms), driver {args.driver}, sequential keep-alive requests, "
+        f"extender latency (ms), driver {args.driver}, under {args.server}, sequential keep-alive requests, "
         f"{VOLUMES} volumes x {REPLICAS} replicas"
     )
     print("p50/p99: as the client sees it; app: the extender's own time (Server-Timing); floor: empty handler")

@@ -11,10 +11,10 @@ do not bias the result; each round's pods are deleted before the next. Prints
 pods bound per second per round, the medians and their ratio.
 
     python bench/scheduler.py [--nodes 1000] [--pods 300] [--rounds 3]
-                              [--extender-server gunicorn|granian] [--extender-app stork|floor]
+                              [--extender-server granian|gunicorn] [--extender-app stork|floor]
 
-`--extender-server granian` serves the same extender app under granian instead
-of gunicorn; `--extender-app floor` replaces it by bench/servers.py's empty
+`--extender-server gunicorn` serves the same extender app under gunicorn instead
+of granian (stork-extender's default); `--extender-app floor` replaces it by bench/servers.py's empty
 handler (parses the request, answers every node with no opinion): what the
 round trips alone cost the scheduler.
 """
@@ -22,7 +22,6 @@ round trips alone cost the scheduler.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import re
@@ -144,16 +143,6 @@ def run(kube: Kube, prefix: str, pod_count: int, annotations: dict[str, str] | N
     raise TimeoutError(f"{prefix}: pods not all bound in 10 minutes")
 
 
-def granian_extender():
-    """The real stork-extender app for granian (its factory takes no arguments)."""
-    from extender import cli
-    from storkcore.serving import tune_gc
-
-    app = cli.build_app(cli.build_parser().parse_args(json.loads(os.environ["BENCH_EXTENDER_ARGS"])))
-    tune_gc()
-    return app
-
-
 def serve_granian(app: str, port: int, certfile: str, keyfile: str) -> None:
     from granian import Granian
     from granian.constants import Interfaces
@@ -177,21 +166,18 @@ def replace_extender(cluster: LocalCluster, stork, server: str, app: str) -> Non
     name = f"{stork.name}-extender"
     procs = cluster.control_plane.procs
     procs.stop(name)
+    if app == "stork":
+        stork.start_extender(["--server", server])
+        return
     certfile, keyfile = str(stork.tls / "tls.crt"), str(stork.tls / "tls.key")
-    here = [sys.executable, str(Path(__file__).resolve())]
-    factory = "bench.servers:floor_app" if app == "floor" else "bench.scheduler:granian_extender"
-    if server == "gunicorn" and app == "floor":
+    if server == "gunicorn":
         argv = [str(Path(__file__).resolve().parent / "servers.py"), "--serve", "gunicorn-gthread", "--app", "floor"]
         argv = [sys.executable, *argv, "--port", str(stork.extender_port), "--certfile", certfile, "--keyfile", keyfile]
     else:
-        argv = [*here, "--serve-granian", factory, "--port", str(stork.extender_port)]
-        argv += ["--certfile", certfile, "--keyfile", keyfile]
-    env = {
-        "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
-        "BENCH_EXTENDER_ARGS": json.dumps([*stork._common_args(), "--bind", f"127.0.0.1:{stork.extender_port}"]),
-    }
-    procs.start(name, argv, env=env)
-    health = "/livez" if app == "floor" else "/readyz"
+        argv = [sys.executable, str(Path(__file__).resolve()), "--serve-granian", "bench.servers:floor_app"]
+        argv += ["--port", str(stork.extender_port), "--certfile", certfile, "--keyfile", keyfile]
+    procs.start(name, argv, env={"PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+    health = "/livez"
     context = ssl.create_default_context(cafile=str(stork.tls / "ca.crt"))
 
     def answers() -> bool:
@@ -205,7 +191,7 @@ def replace_extender(cluster: LocalCluster, stork, server: str, app: str) -> Non
     deadline = time.monotonic() + 120
     while not answers():
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{name} ({server}, {app}) did not answer")
+            raise TimeoutError(f"{name} ({server}, floor) did not answer")
         time.sleep(0.3)
 
 
@@ -225,7 +211,7 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=1000)
     parser.add_argument("--pods", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3, help="rounds per scheduler, alternating (ABBA...)")
-    parser.add_argument("--extender-server", choices=["gunicorn", "granian"], default="gunicorn")
+    parser.add_argument("--extender-server", choices=["gunicorn", "granian"], default="granian")
     parser.add_argument("--extender-app", choices=["stork", "floor"], default="stork")
     parser.add_argument("--serve-granian", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -240,7 +226,7 @@ def main() -> None:
     try:
         cluster.start()
         stork = cluster.add_stork("longhorn")
-        if (args.extender_server, args.extender_app) != ("gunicorn", "stork"):
+        if (args.extender_server, args.extender_app) != ("granian", "stork"):  # stork-extender's default
             replace_extender(cluster, stork, args.extender_server, args.extender_app)
         setup_started = time.monotonic()
         populate(cluster, args.nodes, args.pods)

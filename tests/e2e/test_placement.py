@@ -139,16 +139,26 @@ def test_extender_is_called_with_node_names_within_its_timeout(kube, namespace, 
     assert total >= 1 and within == total  # every answer well inside httpTimeout (5s)
 
 
-def test_the_extender_under_granian_places_pods_through_the_real_scheduler(kube, namespace, longhorn):
-    """`stork-extender --server granian`: kube-scheduler's TLS client, NodeNames mode, our answer."""
+def _served_by_granian(pid: int) -> bool:
+    """Whether the server's worker processes (both servers fork them) loaded granian's library."""
+    workers = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    assert workers, "no worker process"
+    return any("_granian" in Path(f"/proc/{w}/maps").read_text() for w in workers)
+
+
+def test_the_extender_serves_under_granian_by_default(longhorn):
+    assert _served_by_granian(longhorn.control_plane.procs.running[f"{longhorn.name}-extender"].pid)
+
+
+def test_the_extender_under_gunicorn_places_pods_through_the_real_scheduler(kube, namespace, longhorn):
+    """`stork-extender --server gunicorn`: kube-scheduler's TLS client, NodeNames mode, our answer."""
     name = f"{longhorn.name}-extender"
     procs = longhorn.control_plane.procs
     procs.stop(name)
     try:
-        longhorn.start_extender(["--server", "granian"])
+        longhorn.start_extender(["--server", "gunicorn"])
         pid = procs.running[name].pid
-        workers = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        assert any("_granian" in Path(f"/proc/{w}/maps").read_text() for w in workers)  # really granian
+        assert not _served_by_granian(pid)
         app, _ = longhorn_workload(kube, namespace, ["node-3", "node-5"])
         assert bound_pod(kube, namespace, app)["spec"]["nodeName"] in ("node-3", "node-5")
         metrics = longhorn.metrics()
