@@ -194,7 +194,9 @@ def serve_granian(
     from granian.server import Server
 
     host, _, port = bind.rpartition(":")
-    tls = {"ssl_cert": Path(certfile), "ssl_key": Path(keyfile or certfile), "ssl_protocol_min": SSLProtocols.tls12}
+    tls: dict[str, Any] = {}
+    if certfile:
+        tls = {"ssl_cert": Path(certfile), "ssl_key": Path(keyfile or certfile), "ssl_protocol_min": SSLProtocols.tls12}
     server = Server(
         "stork",  # granian wants a target name; the loader below builds the app
         address=host.strip("[]") or "0.0.0.0",
@@ -204,7 +206,7 @@ def serve_granian(
         blocking_threads=threads,
         respawn_interval=respawn_seconds,
         log_enabled=False,
-        **(tls if certfile else {}),
+        **tls,
     )
 
     def load(*_: Any) -> Any:

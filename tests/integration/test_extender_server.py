@@ -1,8 +1,9 @@
-"""`stork-extender` as a user runs it: the console script under gunicorn, over HTTP.
+"""`stork-extender` as a user runs it: the console script under granian (its default) and
+gunicorn, over HTTP.
 
 No cluster here: the kubeconfig points at a closed port, so the caches never
 sync. What this proves is the serving layer: flags and STORK_* variables,
-gunicorn, health endpoints, JSON logs, and answers that need no cluster state.
+both servers, health endpoints, JSON logs, and answers that need no cluster state.
 Behaviour against a real apiserver and scheduler is in tests/e2e.
 """
 
@@ -35,12 +36,12 @@ def write_kubeconfig(path, server: str) -> str:
     return str(path)
 
 
-@pytest.fixture
-def extender(tmp_path):
+@pytest.fixture(params=[[], ["--server", "gunicorn"]], ids=["default-granian", "gunicorn"])
+def extender(tmp_path, request):
     port = free_port()
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", f"http://127.0.0.1:{free_port()}")
     service = Service(
-        [console_script("stork-extender"), "--driver", "longhorn", "--kubeconfig", kubeconfig],
+        [console_script("stork-extender"), "--driver", "longhorn", "--kubeconfig", kubeconfig, *request.param],
         tmp_path / "extender.log",
         env={"STORK_BIND": f"127.0.0.1:{port}", "STORK_SCORE_MODE": "normalized"},
     )
@@ -52,7 +53,7 @@ def extender(tmp_path):
         service.stop()
 
 
-def test_serves_health_and_verbs_under_gunicorn(extender):
+def test_serves_health_and_verbs(extender):
     _, base = extender
     assert requests.get(base + "/livez", timeout=5).status_code == 200
     assert requests.get(base + "/readyz", timeout=5).status_code == 503  # no apiserver: caches not synced
