@@ -13,7 +13,7 @@ from flask import Flask, Response, request
 from prometheus_client import CollectorRegistry
 
 from extender.candidates import CandidateResolver
-from extender.filter import FilterOutcome, filter_candidates
+from extender.filter import FilterOutcome, filter_candidates, filter_names
 from extender.metrics import ExtenderMetrics, PlacementCollector
 from extender.protocol import (
     ExtenderArgs,
@@ -75,9 +75,13 @@ class Extender:
         storage = self.assess(args.pod)
         if not storage.concerns_driver:
             return filter_result(args, list(range(len(args.names))), {})
-        candidates = self.resolver.resolve(args)
-        outcome = filter_candidates(self.driver.index().by_id, args.pod, storage, candidates)
-        self._report_filter(args.pod, outcome, len(candidates))
+        index_by_id = self.driver.index().by_id
+        outcome = None
+        if args.node_names is not None:
+            outcome = filter_names(index_by_id, args.pod, storage, args.node_names, self.resolver.table)
+        if outcome is None:  # Nodes mode, a per-pod rule, or a node not cached yet
+            outcome = filter_candidates(index_by_id, args.pod, storage, self.resolver.resolve(args))
+        self._report_filter(args.pod, outcome, len(args.names))
         return filter_result(args, outcome.kept, outcome.unresolvable, outcome.transient)
 
     def prioritize(self, args: ExtenderArgs) -> bytes:

@@ -100,6 +100,7 @@ class NodeTable:
         self._entries: dict[str, Candidate] = {}
         self._by_storage: dict[str, set[str]] = {}  # storage id -> Kubernetes node names matched to it
         self._places: dict[str, Place] = {}  # Kubernetes node name -> its candidate's place
+        self._reasons: dict[str, str] = {}  # Kubernetes node name -> its candidate's static_reason
         self._seen = (-1, -1)  # (node store version, driver generation) the entries reflect
         self._lock = threading.Lock()
 
@@ -138,6 +139,11 @@ class NodeTable:
         lookup.update((c.name, c) for c in holders)
         return list(map(lookup.get, names)), holders  # type: ignore[arg-type]
 
+    def static_reasons(self, names: list[str]) -> list[str | None]:
+        """Each name's `static_reason` ("" for a node that may host driver storage), None when not cached."""
+        self.current()
+        return list(map(self._reasons.get, names))
+
     def _rebuild(self) -> None:
         index = self.driver.index()
         entries: dict[str, Candidate] = {}
@@ -149,6 +155,7 @@ class NodeTable:
                 by_storage.setdefault(candidate.storage.storage_id, set()).add(candidate.name)
         self._entries, self._by_storage = entries, by_storage
         self._places = {name: c.place for name, c in entries.items()}
+        self._reasons = {name: c.static_reason for name, c in entries.items()}
 
     def _update(self, node_name: str, index: NodeIndex) -> None:
         previous = self._entries.get(node_name)
@@ -158,10 +165,12 @@ class NodeTable:
         if node is None:
             self._entries.pop(node_name, None)
             self._places.pop(node_name, None)
+            self._reasons.pop(node_name, None)
             return
         candidate = self._candidate(node_name, node, index)
         self._entries[node_name] = candidate
         self._places[node_name] = candidate.place
+        self._reasons[node_name] = candidate.static_reason
         if candidate.storage is not None:
             self._by_storage.setdefault(candidate.storage.storage_id, set()).add(node_name)
 

@@ -14,10 +14,12 @@ Steps, in the order the spec gives them:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from itertools import compress
+from operator import not_
 
-from extender.candidates import Candidate
+from extender.candidates import Candidate, NodeTable
 from storkcore import annotations as ann
 from storkcore import objects
 from storkcore.model import NodeStatus, StorageNode, Volume
@@ -39,20 +41,10 @@ def filter_candidates(
     storage: PodStorage,
     candidates: list[Candidate],
 ) -> FilterOutcome:
+    outcome = _same_for_every_node(index_by_id, storage, lambda: [c.name for c in candidates], len(candidates))
+    if outcome is not None:
+        return outcome
     outcome = FilterOutcome()
-    if not storage.concerns_driver:  # step 1
-        outcome.kept = list(range(len(candidates)))
-        return outcome
-    pod_reason = storage.blocked or _no_online_replica(index_by_id, storage.volumes)  # steps 2, 6
-    if storage.blocked:
-        return _fail_all(outcome, candidates, pod_reason)
-    if storage.driver_error:  # step 3
-        outcome.kept = list(range(len(candidates)))
-        outcome.fail_open = storage.driver_error
-        return outcome
-    if pod_reason:
-        return _fail_all(outcome, candidates, pod_reason)
-
     rules = _NodeRules.of(storage.volumes, pod)
     kept, unresolvable, transient = outcome.kept, outcome.unresolvable, outcome.transient
     for i, candidate in enumerate(candidates):
@@ -68,6 +60,53 @@ def filter_candidates(
         else:
             unresolvable[candidate.name] = reason
     return outcome
+
+
+def filter_names(
+    index_by_id: Mapping[str, StorageNode], pod: dict, storage: PodStorage, names: list[str], table: NodeTable
+) -> FilterOutcome | None:
+    """NodeNames mode when only each node's own state counts (steps 4 and 5): the same outcome as
+    `filter_candidates`, from the node table's reasons in one C-level lookup per name.
+
+    None when a per-pod rule applies (steps 7 to 9) or a name is not in the table: filter
+    candidates then.
+    """
+    outcome = _same_for_every_node(index_by_id, storage, lambda: names, len(names))
+    if outcome is not None:
+        return outcome
+    if storage.windows or _NodeRules.of(storage.volumes, pod).active:
+        return None
+    reasons = table.static_reasons(names)
+    distinct = set(reasons)  # a few strings, hashed once each
+    if None in distinct:
+        return None
+    outcome = FilterOutcome()
+    if distinct == {""}:  # the usual case: every node may host the storage
+        outcome.kept = list(range(len(names)))
+        return outcome
+    outcome.kept = list(compress(range(len(names)), map(not_, reasons)))
+    outcome.unresolvable = {names[i]: reasons[i] for i in compress(range(len(names)), reasons)}  # type: ignore[misc]
+    return outcome
+
+
+def _same_for_every_node(
+    index_by_id: Mapping[str, StorageNode], storage: PodStorage, names: Callable[[], list[str]], count: int
+) -> FilterOutcome | None:
+    """Steps 1, 2, 3 and 6: the outcome when the pod alone decides it, else None."""
+    outcome = FilterOutcome()
+    if not storage.concerns_driver:  # step 1
+        outcome.kept = list(range(count))
+        return outcome
+    pod_reason = storage.blocked or _no_online_replica(index_by_id, storage.volumes)  # steps 2, 6
+    if storage.blocked:
+        return _fail_all(outcome, names(), pod_reason)
+    if storage.driver_error:  # step 3
+        outcome.kept = list(range(count))
+        outcome.fail_open = storage.driver_error
+        return outcome
+    if pod_reason:
+        return _fail_all(outcome, names(), pod_reason)
+    return None
 
 
 class _NodeRules:
@@ -99,9 +138,9 @@ class _NodeRules:
         return ""
 
 
-def _fail_all(outcome: FilterOutcome, candidates: list[Candidate], reason: str) -> FilterOutcome:
+def _fail_all(outcome: FilterOutcome, names: list[str], reason: str) -> FilterOutcome:
     outcome.pod_reason = reason
-    outcome.unresolvable = {c.name: reason for c in candidates}
+    outcome.unresolvable = dict.fromkeys(names, reason)
     return outcome
 
 

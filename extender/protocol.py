@@ -117,7 +117,8 @@ def filter_result(
         "Error": error,
     }
     if args.node_names is not None:
-        result["NodeNames"] = [args.node_names[i] for i in kept]
+        every = len(kept) == len(args.node_names)  # kept holds distinct indexes: all of them
+        result["NodeNames"] = args.node_names if every else [args.node_names[i] for i in kept]
     else:
         nodes = args.nodes or []
         result["Nodes"] = {"items": [nodes[i] for i in kept]}

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from storkcore import annotations as ann
 from storkcore.kube import NODES as NODE_STORE
 from tests.builders import k8s_node, lh_replica, longhorn_world, pod, pvc, storage_class, topology_labels
 from tests.unit.extender_client import ExtenderClient
@@ -200,3 +203,37 @@ def test_filter_and_prioritize_of_one_pod_version_read_its_storage_once(monkeypa
     newer = {**the_pod, "metadata": {**the_pod["metadata"], "resourceVersion": "999999"}}
     client.scores(newer, NODES)  # another version of the pod: read again
     assert len(reads) == 6
+
+
+@settings(max_examples=80, deadline=None)
+@given(data=st.data())
+def test_names_and_nodes_requests_filter_alike_and_warn_alike(data):
+    """NodeNames requests take each node's reason from the node table when no per-pod rule
+    applies, Nodes requests go candidate by candidate: for any node states, unschedulable
+    marks, replicas, shared volumes, preferLocalNodeOnly and candidate order, the kept nodes,
+    the failure maps and the events are the same."""
+    names = [f"n{i}" for i in range(data.draw(st.integers(2, 7)))]
+    states = data.draw(st.lists(st.sampled_from(["ok", "down", "offline"]), min_size=len(names), max_size=len(names)))
+    volumes = {
+        f"vol{v}": data.draw(st.lists(st.sampled_from(names), max_size=3, unique=True))
+        for v in range(data.draw(st.integers(1, 2)))
+    }
+    world = longhorn_world(
+        {n: topology_labels(rack=str(i % 2)) for i, n in enumerate(names)},
+        volumes,
+        storage_down=[n for n, s in zip(names, states, strict=True) if s == "down"],
+        offline=[n for n, s in zip(names, states, strict=True) if s == "offline"],
+        access_modes={v: "rwx" for v in volumes if data.draw(st.booleans())},
+    )
+    world.add(k8s_node("plain"))  # no storage of the driver
+    world.add(k8s_node("marked", annotations={ann.NODE_UNSCHEDULABLE: "true"}))
+    candidates = data.draw(st.permutations([*names, "plain", "marked"]))
+    candidates = candidates[: data.draw(st.integers(1, len(candidates)))]
+    local_only = {ann.PREFER_LOCAL_NODE_ONLY: "true"} if data.draw(st.booleans()) else None
+    the_pod = pod("app", [f"pvc-{v}" for v in volumes], annotations=local_only)
+    by_names, by_nodes = ExtenderClient(world), ExtenderClient(world)
+    named, noded = by_names.filter(the_pod, candidates, "names"), by_nodes.filter(the_pod, candidates, "nodes")
+    assert named["NodeNames"] == [n["metadata"]["name"] for n in noded["Nodes"]["items"]]
+    for key in ("FailedNodes", "FailedAndUnresolvableNodes", "Error"):
+        assert named[key] == noded[key]
+    assert by_names.reasons() == by_nodes.reasons()
