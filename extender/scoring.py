@@ -98,9 +98,10 @@ def score_names(
     """
     data_nodes = {n for v in storage.volumes for n in v.data_nodes}  # every node whose score is its own
     keys, holders = table.places(names, data_nodes)
-    if not all(keys):  # a name not in the table (Places and Candidates are all true; 3x `None in`)
+    distinct = set(keys)  # a few places and the replica holders, hashed by identity
+    if None in distinct:  # a name not in the table
         return None
-    near_data = not set(holders).isdisjoint(keys)
+    near_data = not distinct.isdisjoint(holders)
     uniform = _uniform_score(pod, storage)
     if uniform is not None:
         return [uniform] * len(names), near_data
