@@ -163,7 +163,7 @@ def main() -> None:
             cluster.stop()
     filled = f"{nodes} nodes, {volumes} Longhorn volumes, {2 * volumes} replicas, {volumes} PVs and claims"
     on = f"the cluster of {args.kubeconfig}" if args.kubeconfig else filled
-    print(f"resident memory (MB) on {on}: serving process / process tree (gunicorn master + worker)")
+    print(f"resident memory (MB) on {on}: serving process / process tree (server main process + worker)")
     rows = []
     for label in ("extender", "webhook", "controller"):
         cells = [f"{results[s][label][0]:.0f} / {results[s][label][1]:.0f}" for s in sources]
