@@ -6,9 +6,9 @@ Longhorn state (`--driver longhorn`), or over the SIMULATED Portworx or
 LINSTOR server of localcluster/ (`--driver pxd|linstor`, the server runs in
 this process): nodes in 3 zones x 10 racks, a pod with 3 volumes of 3
 replicas each. Requests are sent one at a time over a keep-alive connection,
-in both request modes. The floor is an empty Flask handler under the same
-gunicorn settings that parses the same body and sends a reply of the same
-shape: the cost of HTTP plus JSON that any extender pays (under the same server). For pxd and linstor
+in both request modes. The floor is an empty Flask handler served the same way
+that parses the same body and sends a reply of the same shape: the cost of
+HTTP plus JSON that any extender pays under that server. For pxd and linstor
 the table also counts the storage API calls the simulated server answered
 while the requests were measured (the driver's background refresh is set to
 an hour so that any call counted comes from a request).

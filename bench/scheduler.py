@@ -143,24 +143,6 @@ def run(kube: Kube, prefix: str, pod_count: int, annotations: dict[str, str] | N
     raise TimeoutError(f"{prefix}: pods not all bound in 10 minutes")
 
 
-def serve_granian(app: str, port: int, certfile: str, keyfile: str) -> None:
-    from granian import Granian
-    from granian.constants import Interfaces
-
-    Granian(
-        app,
-        address="127.0.0.1",
-        port=port,
-        interface=Interfaces.WSGI,
-        factory=True,
-        workers=1,
-        blocking_threads=8,
-        log_enabled=False,
-        ssl_cert=Path(certfile),
-        ssl_key=Path(keyfile),
-    ).serve()
-
-
 def replace_extender(cluster: LocalCluster, stork, server: str, app: str) -> None:
     """Serve the `stork` scheduler's extender another way, on the same port with the same certificate."""
     name = f"{stork.name}-extender"
@@ -174,7 +156,7 @@ def replace_extender(cluster: LocalCluster, stork, server: str, app: str) -> Non
         argv = [str(Path(__file__).resolve().parent / "servers.py"), "--serve", "gunicorn-gthread", "--app", "floor"]
         argv = [sys.executable, *argv, "--port", str(stork.extender_port), "--certfile", certfile, "--keyfile", keyfile]
     else:
-        argv = [sys.executable, str(Path(__file__).resolve()), "--serve-granian", "bench.servers:floor_app"]
+        argv = [sys.executable, str(Path(__file__).resolve()), "--serve-floor-granian"]
         argv += ["--port", str(stork.extender_port), "--certfile", certfile, "--keyfile", keyfile]
     procs.start(name, argv, env={"PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
     health = "/livez"
@@ -213,13 +195,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds per scheduler, alternating (ABBA...)")
     parser.add_argument("--extender-server", choices=["gunicorn", "granian"], default="granian")
     parser.add_argument("--extender-app", choices=["stork", "floor"], default="stork")
-    parser.add_argument("--serve-granian", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-floor-granian", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--certfile", help=argparse.SUPPRESS)
     parser.add_argument("--keyfile", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve_granian:
-        return serve_granian(args.serve_granian, args.port, args.certfile, args.keyfile)
+    if args.serve_floor_granian:  # the empty handler, served exactly as stork-extender serves (storkcore.serving)
+        from bench.servers import floor_app
+        from storkcore.serving import serve_granian
+
+        return serve_granian(floor_app, f"127.0.0.1:{args.port}", args.certfile, args.keyfile)
     cluster = LocalCluster.create()
     rates: dict[str, list[float]] = {"stork": [], "default": []}
     names: dict[str, str] = {}
