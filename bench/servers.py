@@ -1,8 +1,10 @@
 """Benchmark: the HTTP server under the Flask apps, side by side in one run.
 
-The same two apps, under each server: `floor` (an empty handler that parses an
-extender request and sends a reply of the same shape) and `extender` (the real
-extender app over in-memory Longhorn state, as bench/extender.py builds it).
+The same apps, under each server: `floor` (an empty handler that parses an
+extender request and sends a reply of the same shape, answered below Flask as the
+extender's verbs are: storkcore.web.DirectRoutes), `floor-flask` (the same handler
+as Flask routes) and `extender` (the real extender app over in-memory Longhorn
+state, as bench/extender.py builds it).
 Requests are sent one at a time over one keep-alive connection, as
 kube-scheduler sends them, with 1,000 and 5,000 node names, over plain HTTP and
 over TLS. Servers:
@@ -12,7 +14,7 @@ over TLS. Servers:
 - granian: the Rust WSGI server (blocking threads for the app);
 - waitress: a pure-Python threaded WSGI server (no TLS).
 
-    python bench/servers.py [--requests 300] [--nodes 1000 5000]
+    python bench/servers.py [--requests 300] [--nodes 1000 5000] [--servers ...] [--apps ...] [--names 420]
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import ms, percentile, print_table, start_server, stop_server, timed
 
 SERVERS = ("gunicorn-gthread", "gunicorn-sync", "granian", "waitress")
+APPS = ("floor", "floor-flask", "extender")
 THREADS = 8
 
 
@@ -37,6 +40,29 @@ THREADS = 8
 
 
 def floor_app():
+    """The empty handler, answered the way the extender answers its verbs (below Flask)."""
+    from flask import Flask
+    from prometheus_client import CollectorRegistry
+
+    from extender.protocol import filter_result, parse_args, priority_list
+    from storkcore.web import DirectRoutes, add_health_routes
+
+    def filter_verb(body: bytes):
+        args = parse_args(body)
+        return 200, filter_result(args, list(range(len(args.names))), {}), []
+
+    def prioritize_verb(body: bytes):
+        args = parse_args(body)
+        return 200, priority_list(args.names, [5] * len(args.names)), []
+
+    app = Flask("floor")
+    responses = add_health_routes(app, lambda: True, CollectorRegistry())
+    app.wsgi_app = DirectRoutes(app.wsgi_app, {"/filter": filter_verb, "/prioritize": prioritize_verb}, responses)
+    return app
+
+
+def floor_flask_app():
+    """The empty handler as Flask routes (how the extender answered before storkcore.web.DirectRoutes)."""
     from flask import Flask, Response, request
 
     from extender.protocol import filter_result, parse_args, priority_list
@@ -76,7 +102,7 @@ def extender_app():
 
 
 def serve(server: str, app_name: str, port: int, certfile: str, keyfile: str) -> None:
-    factory = {"floor": floor_app, "extender": extender_app}[app_name]
+    factory = {"floor": floor_app, "floor-flask": floor_flask_app, "extender": extender_app}[app_name]
     if server.startswith("gunicorn"):
         from storkcore.serving import serve as gunicorn_serve
 
@@ -154,6 +180,7 @@ def main() -> None:
     parser.add_argument(
         "--names", type=int, default=0, help="node names per request (default: all; kube-scheduler sends ~420 of 1,000)"
     )
+    parser.add_argument("--apps", nargs="*", default=list(APPS), choices=APPS)
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--app", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -174,7 +201,7 @@ def main() -> None:
         bodies = request_bodies(world, names[: args.names or None])
         os.environ["BENCH_NODES"] = str(node_count)
         for tls in (False, True):
-            for app_name in ("floor", "extender"):
+            for app_name in args.apps:
                 for server in args.servers:
                     if tls and server == "waitress":
                         continue

@@ -9,7 +9,8 @@ from collections import Counter as Tally
 from collections import OrderedDict
 from collections.abc import Callable
 
-from flask import Flask, Response, request
+import orjson
+from flask import Flask
 from prometheus_client import CollectorRegistry
 
 from extender.candidates import CandidateResolver
@@ -29,7 +30,7 @@ from storkcore.drivers.base import Driver
 from storkcore.events import EventSink
 from storkcore.kube import NODES, PODS
 from storkcore.pods import PodStorage, assess_pod
-from storkcore.web import add_health_routes, driver_ready, json_error, register_driver_metrics
+from storkcore.web import DirectAnswer, DirectRoutes, add_health_routes, driver_ready, register_driver_metrics
 
 log = logging.getLogger(__name__)
 SCORE_MODES = ("stork", "normalized")
@@ -164,36 +165,39 @@ def create_app(
     registry.register(PlacementCollector(extender.placement_counts))
     app.extensions["stork-extender"] = extender
     register_driver_metrics(registry, driver)
-    add_health_routes(app, ready or driver_ready(driver), registry)
+    responses = add_health_routes(app, ready or driver_ready(driver), registry)
 
-    def serve(verb: str, handle: Callable[[ExtenderArgs], bytes], neutral: Callable[[ExtenderArgs], bytes]) -> Response:
-        started = time.perf_counter()
-        try:
-            args = parse_args(request.get_data())
-        except ProtocolError as err:
-            metrics.requests.labels(verb, "400", "").inc()
-            return json_error(str(err))
-        try:
-            body = handle(args)
-        except Exception:
-            # A bug of ours must not stop scheduling: answer as if we had no opinion.
-            log.exception("extender request failed", extra={"verb": verb, "pod": _pod_id(args.pod)})
-            metrics.internal_errors.labels(verb).inc()
-            body = neutral(args)
-        elapsed = time.perf_counter() - started
-        metrics.requests.labels(verb, "200", "names" if args.node_names is not None else "nodes").inc()
-        metrics.latency.labels(verb).observe(elapsed)
-        # Server-Timing lets a caller tell our time from the network's.
-        return Response(body, mimetype="application/json", headers={"Server-Timing": f"app;dur={elapsed * 1000:.3f}"})
+    def serve(
+        verb: str, handle: Callable[[ExtenderArgs], bytes], neutral: Callable[[ExtenderArgs], bytes]
+    ) -> Callable[[bytes], DirectAnswer]:
+        def answer(body: bytes) -> DirectAnswer:
+            started = time.perf_counter()
+            try:
+                args = parse_args(body)
+            except ProtocolError as err:
+                metrics.requests.labels(verb, "400", "").inc()
+                return 400, orjson.dumps({"error": str(err)}), []
+            try:
+                result = handle(args)
+            except Exception:
+                # A bug of ours must not stop scheduling: answer as if we had no opinion.
+                log.exception("extender request failed", extra={"verb": verb, "pod": _pod_id(args.pod)})
+                metrics.internal_errors.labels(verb).inc()
+                result = neutral(args)
+            elapsed = time.perf_counter() - started
+            metrics.requests.labels(verb, "200", "names" if args.node_names is not None else "nodes").inc()
+            metrics.latency.labels(verb).observe(elapsed)
+            # Server-Timing lets a caller tell our time from the network's.
+            return 200, result, [("Server-Timing", f"app;dur={elapsed * 1000:.3f}")]
 
-    @app.post("/filter")
-    def filter_verb() -> Response:
-        return serve("filter", extender.filter, lambda a: filter_result(a, list(range(len(a.names))), {}))
+        return answer
 
-    @app.post("/prioritize")
-    def prioritize_verb() -> Response:
-        return serve("prioritize", extender.prioritize, lambda a: priority_list(a.names, [0] * len(a.names)))
-
+    # kube-scheduler waits for these two in its scheduling cycle: answered below Flask.
+    verbs = {
+        "/filter": serve("filter", extender.filter, lambda a: filter_result(a, list(range(len(a.names))), {})),
+        "/prioritize": serve("prioritize", extender.prioritize, lambda a: priority_list(a.names, [0] * len(a.names))),
+    }
+    app.wsgi_app = DirectRoutes(app.wsgi_app, verbs, responses)  # type: ignore[method-assign]
     return app
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.builders import longhorn_world, pod, topology_labels
 from tests.unit.extender_client import ExtenderClient
@@ -64,6 +66,68 @@ def test_health_and_metrics_endpoints(client):
     assert "stork_extender_request_duration_seconds_bucket" in text
     for gauge in ("hyperconverged", "semi_hyperconverged", "non_hyperconverged"):
         assert f"stork_{gauge}_pods_total" in text
+
+
+def call_wsgi(app, method: str, path: str, body: bytes, headers: dict[str, str]) -> tuple[str, dict, bytes]:
+    """One request straight through the WSGI callable, with headers as a server would pass them."""
+    started: dict = {}
+    environ = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "SCRIPT_NAME": "",
+        "QUERY_STRING": "",
+        "SERVER_NAME": "localhost",
+        "SERVER_PORT": "443",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "wsgi.url_scheme": "https",
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.errors": io.StringIO(),
+        **headers,
+    }
+    answer = b"".join(app(environ, lambda status, hdrs, exc=None: started.update(status=status, headers=dict(hdrs))))
+    return started["status"], started["headers"], answer
+
+
+def responses_counted(client) -> dict[tuple[str, str], float]:
+    text = client.http.get("/metrics").get_data(as_text=True)
+    return {
+        (sample.labels["route"], sample.labels["code"]): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "stork_http_responses_total"
+    }
+
+
+def test_verbs_answer_like_any_route_of_the_app():
+    client = ExtenderClient(longhorn_world({n: {} for n in NODES}, {"vol1": ["n1"]}))
+    answer = client.http.post("/prioritize", data=json.dumps({"Pod": pod("app", ["pvc-vol1"]), "NodeNames": NODES}))
+    assert answer.status_code == 200 and answer.mimetype == "application/json"
+    assert answer.headers["Content-Length"] == str(len(answer.data))
+    assert answer.headers["Server-Timing"].startswith("app;dur=")
+    wrong_method = client.http.get("/filter")
+    assert wrong_method.status_code == 405 and wrong_method.headers["Allow"] == "POST"
+    assert wrong_method.json == {"error": "method not allowed"}
+    assert client.http.post("/filter", data=b"{").status_code == 400
+    assert client.http.post("/nosuch").json == {"error": "not found"}  # other paths: Flask, as before
+    counted = responses_counted(client)
+    assert counted[("/prioritize", "200")] == 1 and counted[("/filter", "405")] == 1
+    assert counted[("/filter", "400")] == 1 and counted[("other", "404")] == 1
+
+
+def test_a_body_without_length_is_read_when_the_server_has_ended_it(client):
+    body = json.dumps({"Pod": pod("app", ["pvc-vol1"]), "NodeNames": NODES}).encode()
+    # A chunked request: servers pass no CONTENT_LENGTH and say the stream ends with the body.
+    status, _, answer = call_wsgi(client.app, "POST", "/filter", body, {"wsgi.input_terminated": True})
+    assert status == "200 OK" and json.loads(answer)["NodeNames"] == NODES
+    # A server that cannot say where the body ends: nothing is read, and the answer says what is wrong.
+    status, _, answer = call_wsgi(client.app, "POST", "/filter", body, {})
+    assert status.startswith("400 ") and "not JSON" in json.loads(answer)["error"]
+
+
+def test_a_content_length_that_is_not_a_number_gets_400(client):
+    status, headers, answer = call_wsgi(client.app, "POST", "/prioritize", b"{}", {"CONTENT_LENGTH": "ten"})
+    assert status.startswith("400 ") and headers["Content-Type"] == "application/json"
+    assert json.loads(answer) == {"error": "Content-Length is not a number"}
 
 
 def test_placement_gauges_count_running_pods_by_locality():
