@@ -190,7 +190,7 @@ def serve_granian(
     """
     from pathlib import Path
 
-    from granian.constants import Interfaces, SSLProtocols
+    from granian.constants import HTTPModes, Interfaces, SSLProtocols
     from granian.server import Server
 
     host, _, port = bind.rpartition(":")
@@ -202,6 +202,9 @@ def serve_granian(
         address=host.strip("[]") or "0.0.0.0",
         port=int(port),
         interface=Interfaces.WSGI,
+        # HTTP/1.1 only: over TLS granian would offer HTTP/2, which kube-scheduler's Go client takes,
+        # and HTTP/2 costs both sides more CPU per call (bench/README.md, "HTTP/1.1 or HTTP/2").
+        http=HTTPModes.http1,
         workers=workers,
         blocking_threads=threads,
         respawn_interval=respawn_seconds,

@@ -3,6 +3,8 @@ by a new worker that serves only once ready, while clients keep connecting."""
 
 from __future__ import annotations
 
+import socket
+import ssl
 import sys
 import threading
 import time
@@ -83,6 +85,16 @@ def test_renewed_certificate_is_served_with_no_failed_request(server):
 def test_tls_below_1_2_is_refused(server):
     _, base, tls = server
     assert_refuses_tls_below_1_2(base, str(tls / "ca.crt"))
+
+
+def test_speaks_http_1_1_even_to_a_client_offering_http_2(server):
+    _, base, tls = server
+    host, port = base.removeprefix("https://").split(":")
+    context = ssl.create_default_context(cafile=str(tls / "ca.crt"))
+    context.set_alpn_protocols(["h2", "http/1.1"])  # as Go's HTTP client (kube-scheduler) offers
+    raw = socket.create_connection((host, int(port)), timeout=5)
+    with context.wrap_socket(raw, server_hostname=host) as conn:
+        assert conn.selected_alpn_protocol() == "http/1.1"
 
 
 def _pair(tls) -> list[str]:
