@@ -202,8 +202,8 @@ def serve_granian(
         address=host.strip("[]") or "0.0.0.0",
         port=int(port),
         interface=Interfaces.WSGI,
-        # HTTP/1.1 only: over TLS granian would offer HTTP/2, which kube-scheduler's Go client takes,
-        # and HTTP/2 costs both sides more CPU per call (bench/README.md, "HTTP/1.1 or HTTP/2").
+        # HTTP/1.1 only: over TLS granian would offer HTTP/2, which kube-scheduler's Go client takes
+        # and which costs that client more CPU per call (bench/README.md, "HTTP/1.1 or HTTP/2").
         http=HTTPModes.http1,
         workers=workers,
         blocking_threads=threads,

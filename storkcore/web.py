@@ -81,8 +81,8 @@ class DirectRoutes:
     """WSGI middleware: POST to a few paths is answered without Flask's request and response objects.
 
     For the calls a caller waits on in its loop (kube-scheduler's /filter and /prioritize): Flask's
-    request and response objects cost about 0.35 ms of CPU per call under granian, as much as the
-    rest of an empty handler (bench/README.md, "Answering the verbs below Flask"). Every other
+    request and response objects cost 0.3-0.55 ms of CPU per call under granian, about as much as
+    the rest of an empty handler (bench/README.md, "Answering the verbs below Flask"). Every other
     path or method goes to the Flask app, and every answer is counted as Flask's are.
     """
 
