@@ -5,8 +5,9 @@ Fills the real local apiserver with 5,000 nodes (each with a Longhorn node),
 and claims bound to them (`--scale 0.25` for a quarter of that), then starts
 stork-py for Longhorn (extender, webhook, controller) with the options the local
 cluster runs them with, waits until each is ready (caches synced) and prints the
-resident memory (RSS) of each: the serving process and, for gunicorn, its
-master as well. With `--sources A B`, the servers of each source tree are
+resident memory of each: the serving process's RSS, and its process tree's
+(with the server's main process: gunicorn's master, granian's main) as RSS and
+PSS summed. With `--sources A B`, the servers of each source tree are
 started and measured in turn against the same cluster (a before/after in one
 run: make A a worktree of the older commit).
 
@@ -74,9 +75,18 @@ def populate(cluster: LocalCluster, nodes: int, volumes: int) -> None:
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
+    return _kib_field(f"/proc/{pid}/status", "VmRSS:") / 1024
+
+
+def pss_mb(pid: int) -> float:
+    """Proportional set size: pages shared with another process count for a share each."""
+    return _kib_field(f"/proc/{pid}/smaps_rollup", "Pss:") / 1024
+
+
+def _kib_field(path: str, name: str) -> float:
+    for line in Path(path).read_text().splitlines():
+        if line.startswith(name):
+            return int(line.split()[1])
     return 0.0
 
 
@@ -85,10 +95,18 @@ def children(pid: int) -> list[int]:
     return [int(p) for p in out.split()]
 
 
-def memory_of(pid: int) -> tuple[float, float]:
-    """(the serving process, the whole process tree) in MB."""
-    sizes = [rss_mb(p) for p in (pid, *children(pid))]
-    return max(sizes), sum(sizes)
+Memory = tuple[float, float, float]
+
+
+def memory_of(pid: int) -> Memory:
+    """MB: the serving process's RSS, the process tree's RSS summed, and the tree's PSS summed.
+
+    A forked worker shares its parent's pages until either writes them: the RSS sum counts
+    those twice, the PSS sum once (what the tree takes from the machine or a container limit).
+    """
+    tree = (pid, *children(pid))
+    sizes = [rss_mb(p) for p in tree]
+    return max(sizes), sum(sizes), sum(map(pss_mb, tree))
 
 
 def components(kubeconfig: Path, tls: Path) -> dict[str, tuple[list[str], str]]:
@@ -112,7 +130,7 @@ def components(kubeconfig: Path, tls: Path) -> dict[str, tuple[list[str], str]]:
     }
 
 
-def measure(source: Path, kubeconfig: Path, tls: Path, settle: float) -> dict[str, tuple[float, float]]:
+def measure(source: Path, kubeconfig: Path, tls: Path, settle: float) -> dict[str, Memory]:
     """Start the three servers from one source tree, wait until all are ready (caches synced),
     settle, and read their memory; then stop them."""
     started = time.monotonic()
@@ -128,7 +146,7 @@ def measure(source: Path, kubeconfig: Path, tls: Path, settle: float) -> dict[st
             stop_server(proc)
 
 
-def measure_all(sources: list[Path], kubeconfig: Path, settle: float) -> dict[Path, dict[str, tuple[float, float]]]:
+def measure_all(sources: list[Path], kubeconfig: Path, settle: float) -> dict[Path, dict[str, Memory]]:
     with tempfile.TemporaryDirectory() as folder:
         tls = Path(folder)
         ca = authority.create_ca()
@@ -163,10 +181,11 @@ def main() -> None:
             cluster.stop()
     filled = f"{nodes} nodes, {volumes} Longhorn volumes, {2 * volumes} replicas, {volumes} PVs and claims"
     on = f"the cluster of {args.kubeconfig}" if args.kubeconfig else filled
-    print(f"resident memory (MB) on {on}: serving process / process tree (server main process + worker)")
+    print(f"resident memory (MB) on {on}: serving process RSS / process tree RSS / process tree PSS")
+    print("(tree: the server's main process and its worker; PSS counts pages they share once)")
     rows = []
     for label in ("extender", "webhook", "controller"):
-        cells = [f"{results[s][label][0]:.0f} / {results[s][label][1]:.0f}" for s in sources]
+        cells = [" / ".join(f"{mb:.0f}" for mb in results[s][label]) for s in sources]
         last = results[sources[-1]][label][0]
         rows.append((label, *cells, "yes" if last < GOAL_MB else "NO"))
     print_table(["component", *map(str, sources), f"< {GOAL_MB} MB (last)"], rows)
