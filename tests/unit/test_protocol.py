@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -68,8 +69,8 @@ def test_health_and_metrics_endpoints(client):
         assert f"stork_{gauge}_pods_total" in text
 
 
-def call_wsgi(app, method: str, path: str, body: bytes, headers: dict[str, str]) -> tuple[str, dict, bytes]:
-    """One request straight through the WSGI callable, with headers as a server would pass them."""
+def call_wsgi(app, method: str, path: str, body: bytes, extra: dict[str, Any]) -> tuple[str, dict, bytes]:
+    """One request straight through the WSGI callable, with `extra` environ keys as a server sets them."""
     started: dict = {}
     environ = {
         "REQUEST_METHOD": method,
@@ -82,7 +83,7 @@ def call_wsgi(app, method: str, path: str, body: bytes, headers: dict[str, str])
         "wsgi.url_scheme": "https",
         "wsgi.input": io.BytesIO(body),
         "wsgi.errors": io.StringIO(),
-        **headers,
+        **extra,
     }
     answer = b"".join(app(environ, lambda status, hdrs, exc=None: started.update(status=status, headers=dict(hdrs))))
     return started["status"], started["headers"], answer
