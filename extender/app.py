@@ -9,7 +9,6 @@ from collections import Counter as Tally
 from collections import OrderedDict
 from collections.abc import Callable
 
-import orjson
 from flask import Flask
 from prometheus_client import CollectorRegistry
 
@@ -30,7 +29,14 @@ from storkcore.drivers.base import Driver
 from storkcore.events import EventSink
 from storkcore.kube import NODES, PODS
 from storkcore.pods import PodStorage, assess_pod
-from storkcore.web import DirectAnswer, DirectRoutes, add_health_routes, driver_ready, register_driver_metrics
+from storkcore.web import (
+    DirectAnswer,
+    DirectRoutes,
+    add_health_routes,
+    driver_ready,
+    error_body,
+    register_driver_metrics,
+)
 
 log = logging.getLogger(__name__)
 SCORE_MODES = ("stork", "normalized")
@@ -176,7 +182,7 @@ def create_app(
                 args = parse_args(body)
             except ProtocolError as err:
                 metrics.requests.labels(verb, "400", "").inc()
-                return 400, orjson.dumps({"error": str(err)}), []
+                return 400, error_body(str(err)), []
             try:
                 result = handle(args)
             except Exception:

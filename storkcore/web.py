@@ -17,8 +17,13 @@ def json_response(payload: object, status: int = 200) -> Response:
     return Response(orjson.dumps(payload), status=status, mimetype="application/json")
 
 
+def error_body(message: str) -> bytes:
+    """The JSON every stork-py error answer carries: {"error": message}."""
+    return orjson.dumps({"error": message})
+
+
 def json_error(message: str, status: int = 400) -> Response:
-    return json_response({"error": message}, status)
+    return Response(error_body(message), status=status, mimetype="application/json")
 
 
 def driver_ready(driver: Any) -> Callable[[], bool]:
@@ -97,13 +102,11 @@ class DirectRoutes:
         if handle is None:
             return self.app(environ, start_response)
         if environ.get("REQUEST_METHOD") != "POST":
-            return self._answer(
-                start_response, path, 405, orjson.dumps({"error": "method not allowed"}), [("Allow", "POST")]
-            )
+            return self._answer(start_response, path, 405, error_body("method not allowed"), [("Allow", "POST")])
         try:
             request_body = _request_body(environ)
         except ValueError:  # a Content-Length that is not a number
-            status, body, headers = 400, orjson.dumps({"error": "Content-Length is not a number"}), []
+            status, body, headers = 400, error_body("Content-Length is not a number"), []
         else:
             status, body, headers = handle(request_body)
         return self._answer(start_response, path, status, body, headers)
