@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.builders import longhorn_world, pod, topology_labels
+from tests.metrics import responses_counted
 from tests.unit.extender_client import ExtenderClient
 
 NODES = ["n1", "n2", "n3"]
@@ -89,16 +89,6 @@ def call_wsgi(app, method: str, path: str, body: bytes, extra: dict[str, Any]) -
     return started["status"], started["headers"], answer
 
 
-def responses_counted(client) -> dict[tuple[str, str], float]:
-    text = client.http.get("/metrics").get_data(as_text=True)
-    return {
-        (sample.labels["route"], sample.labels["code"]): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == "stork_http_responses_total"
-    }
-
-
 def test_verbs_answer_like_any_route_of_the_app():
     client = ExtenderClient(longhorn_world({n: {} for n in NODES}, {"vol1": ["n1"]}))
     answer = client.http.post("/prioritize", data=json.dumps({"Pod": pod("app", ["pvc-vol1"]), "NodeNames": NODES}))
@@ -110,7 +100,7 @@ def test_verbs_answer_like_any_route_of_the_app():
     assert wrong_method.json == {"error": "method not allowed"}
     assert client.http.post("/filter", data=b"{").status_code == 400
     assert client.http.post("/nosuch").json == {"error": "not found"}  # other paths: Flask, as before
-    counted = responses_counted(client)
+    counted = responses_counted(client.http)
     assert counted[("/prioritize", "200")] == 1 and counted[("/filter", "405")] == 1
     assert counted[("/filter", "400")] == 1 and counted[("other", "404")] == 1
 

@@ -10,10 +10,10 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from prometheus_client.parser import text_string_to_metric_families
 
 from storkcore.drivers.longhorn import PROVISIONER as LONGHORN
 from tests.builders import World, pod, pvc, storage_class
+from tests.metrics import responses_counted
 from webhook.admission import AdmissionSettings
 from webhook.app import create_app
 
@@ -511,11 +511,5 @@ def test_every_response_is_counted_by_status_code_even_an_unhandled_error(world)
     client.post("/mutate", data=b"not json", content_type="application/json")
     client.get("/boom")
     client.get("/livez")
-    metrics = client.get("/metrics").get_data(as_text=True)
-    counted = {
-        (sample.labels["route"], sample.labels["code"]): sample.value
-        for family in text_string_to_metric_families(metrics)
-        for sample in family.samples
-        if sample.name == "stork_http_responses_total"
-    }
+    counted = responses_counted(client)
     assert counted == {("/mutate", "400"): 1.0, ("/boom", "500"): 1.0, ("/livez", "200"): 1.0}
