@@ -6,11 +6,11 @@ Longhorn volume per pod (2 replicas on random nodes), 300 pods go through the
 mode, TLS), and 300 pods using the same volumes opt out of stork and go
 through `default-scheduler`, which calls nothing. Both are kube-scheduler 1.20
 processes with the same settings. Runs the two in alternating rounds (stork, default, default,
-stork, ...; 3 each by default, after a warm-up round) so that order and warm-up
+stork, ...; 5 each by default, after a warm-up round) so that order and warm-up
 do not bias the result; each round's pods are deleted before the next. Prints
 pods bound per second per round, the medians and their ratio.
 
-    python bench/scheduler.py [--nodes 1000] [--pods 300] [--rounds 3]
+    python bench/scheduler.py [--nodes 1000] [--pods 300] [--rounds 5]
                               [--extender-server granian|gunicorn] [--extender-app stork|floor]
 
 `--extender-server gunicorn` serves the same extender app under gunicorn instead
@@ -192,7 +192,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--nodes", type=int, default=1000)
     parser.add_argument("--pods", type=int, default=300)
-    parser.add_argument("--rounds", type=int, default=3, help="rounds per scheduler, alternating (ABBA...)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds per scheduler, alternating (ABBA...)")
     parser.add_argument("--extender-server", choices=["gunicorn", "granian"], default="granian")
     parser.add_argument("--extender-app", choices=["stork", "floor"], default="stork")
     parser.add_argument("--serve-floor-granian", action="store_true", help=argparse.SUPPRESS)
