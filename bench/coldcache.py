@@ -3,8 +3,8 @@
 A loop that calls a function back to back measures it with everything it touches
 in the CPU's caches. In `bench/scheduler.py` the two cores are busy with the
 apiserver, etcd and kube-scheduler between two calls, so every call starts cold:
-there the extender's request threads spend 3-6 times what a warm loop says
-(bench/README.md, "Where the extender's CPU goes"). This script times each part
+there parsing a request costs 4-7 times what a warm loop says, a whole call about
+twice (bench/README.md, "Where the extender's CPU goes"). This script times each part
 both ways: "cold" overwrites a buffer larger than the CPU's caches before each
 call. Nodes in 3 zones x 10 racks, a pod with 3 volumes of 3 replicas (as
 bench/extender.py), 420 node names per request (what kube-scheduler sends of
