@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from operator import attrgetter
 
 from extender.candidates import NOWHERE, Candidate, NodeTable, Place
@@ -31,6 +32,14 @@ REMOTE_BONUS = 100  # anti-hyperconvergence: every Online non-replica node
 MAX_EXTENDER_PRIORITY = 10  # kube-scheduler's range for extender scores
 
 _LOCALITY = (NodeStatus.ONLINE, NodeStatus.STORAGE_DOWN)
+
+
+LocalityKeys = tuple[str | None, str | None, str | None]  # rack, zone, region
+
+
+@lru_cache(maxsize=4096)  # a few per cluster: one per distinct topology
+def locality_keys(topology: Topology) -> LocalityKeys:
+    return topology.rack_key, topology.zone_key, topology.region_key
 
 
 @dataclass(frozen=True)
@@ -54,20 +63,18 @@ class Locality:
             regions=frozenset(k for n in serving if (k := n.topology.region_key)),
         )
 
-    def score(self, storage_id: str, status: NodeStatus, topology: Topology) -> int:
-        return self.match(storage_id, status, topology)[1]
-
-    def match(self, storage_id: str, status: NodeStatus, topology: Topology) -> tuple[str, int]:
+    def match(self, storage_id: str, status: NodeStatus, keys: LocalityKeys) -> tuple[str, int]:
         """The best match ("replica", "rack", "zone", "region" or "") and its points."""
         if status not in _LOCALITY:
             return "", 0
+        rack_key, zone_key, region_key = keys
         if storage_id in self.local_replicas:
             best = "replica"
-        elif storage_id in self.replicas or topology.rack_key in self.racks:
+        elif storage_id in self.replicas or rack_key in self.racks:
             best = "rack"
-        elif topology.zone_key in self.zones:
+        elif zone_key in self.zones:
             best = "zone"
-        elif topology.region_key in self.regions:
+        elif region_key in self.regions:
             best = "region"
         else:
             return "", 0
@@ -165,8 +172,9 @@ def _node_score(
 ) -> int:
     """One storage node's score; with `parts`, also why (the same arithmetic, written down)."""
     total = 0
+    keys = locality_keys(node.topology)  # once per node, not once per volume
     for volume, locality in scored:
-        kind, points = locality.match(storage_id, node.status, node.topology)
+        kind, points = locality.match(storage_id, node.status, keys)
         total += points
         if parts is not None:
             halved = " halved: StorageDown" if kind and node.status == NodeStatus.STORAGE_DOWN else ""
