@@ -32,6 +32,7 @@ import time
 import urllib.request
 from collections import Counter as Tally
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -52,7 +53,8 @@ def in_parallel(work, items, threads: int = 16) -> None:
             pass
 
 
-def populate(cluster: LocalCluster, node_count: int, pod_count: int) -> None:
+def populate(cluster: LocalCluster, node_count: int, pod_count: int) -> list[list[str]]:
+    """The nodes, and one bound claim per pod; returns each claim's replica nodes."""
     nodes = [NodeSpec(f"n{i:04d}", zone=f"zone-{i % 3}", rack=f"rack-{i % 12}") for i in range(node_count)]
     kube = cluster.kube()
 
@@ -65,15 +67,16 @@ def populate(cluster: LocalCluster, node_count: int, pod_count: int) -> None:
     simulate.longhorn_class(kube)
     cluster.ensure_namespace(NAMESPACE)
     rng = random.Random(7)
+    replicas = [rng.sample([n.name for n in nodes], 2) for _ in range(pod_count)]
 
     def volume(i: int) -> None:
-        replicas = rng.sample([n.name for n in nodes], 2)
-        simulate.add_longhorn_volume(kube, f"vol-{i}", replicas)
+        simulate.add_longhorn_volume(kube, f"vol-{i}", replicas[i])
         simulate.longhorn_claim(kube, NAMESPACE, f"data-{i}", f"vol-{i}")
 
     in_parallel(volume, range(pod_count))
     for i in range(pod_count):
         simulate.wait_bound_claim(kube, NAMESPACE, f"data-{i}", timeout=300)
+    return replicas
 
 
 def cpu_seconds(pid: int, children: bool = True) -> float:
@@ -114,8 +117,16 @@ def apiserver_requests(kube: Kube) -> Tally[str]:
     return found
 
 
-def run(kube: Kube, prefix: str, pod_count: int, annotations: dict[str, str] | None) -> tuple[float, str]:
-    """Create pod_count pods at once; seconds until all are bound, and who scheduled them."""
+@dataclass
+class Round:
+    seconds: float
+    schedulers: str  # who bound the pods
+    local: int  # pods bound to a node that holds a replica of their volume
+
+
+def run(kube: Kube, prefix: str, replicas: list[list[str]], annotations: dict[str, str] | None) -> Round:
+    """Create one pod per claim at once; seconds until all are bound, who bound them, and where."""
+    pod_count = len(replicas)
 
     def create(i: int) -> None:
         body = simulate.pod_template([f"data-{i}"], annotations)
@@ -137,8 +148,9 @@ def run(kube: Kube, prefix: str, pod_count: int, annotations: dict[str, str] | N
             pods = kube.request("GET", PODS.collection_path(), round_pods)["items"]
             assert len(pods) == pod_count and all(p["spec"].get("nodeName") for p in pods)
             schedulers = {p["spec"]["schedulerName"] for p in pods}
+            local = sum(p["spec"]["nodeName"] in replicas[int(p["metadata"]["name"].rsplit("-", 1)[1])] for p in pods)
             remove_round(kube, prefix)
-            return elapsed, ",".join(sorted(schedulers))
+            return Round(elapsed, ",".join(sorted(schedulers)), local)
         time.sleep(0.1)
     raise TimeoutError(f"{prefix}: pods not all bound in 10 minutes")
 
@@ -195,6 +207,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="rounds per scheduler, alternating (ABBA...)")
     parser.add_argument("--extender-server", choices=["gunicorn", "granian"], default="granian")
     parser.add_argument("--extender-app", choices=["stork", "floor"], default="stork")
+    parser.add_argument(
+        "--stork-percentage",
+        type=int,
+        default=0,
+        help="the stork scheduler's percentageOfNodesToScore (0: kube-scheduler's default; default-scheduler keeps it)",
+    )
     parser.add_argument("--serve-floor-granian", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--certfile", help=argparse.SUPPRESS)
@@ -208,31 +226,35 @@ def main() -> None:
     cluster = LocalCluster.create()
     rates: dict[str, list[float]] = {"stork": [], "default": []}
     names: dict[str, str] = {}
+    local: dict[str, int] = {"stork": 0, "default": 0}  # pods bound next to a replica, all rounds
     try:
         cluster.start()
-        stork = cluster.add_stork("longhorn")
+        stork = cluster.add_stork("longhorn", percentage_of_nodes_to_score=args.stork_percentage)
         if (args.extender_server, args.extender_app) != ("granian", "stork"):  # stork-extender's default
             replace_extender(cluster, stork, args.extender_server, args.extender_app)
         setup_started = time.monotonic()
-        populate(cluster, args.nodes, args.pods)
+        replicas = populate(cluster, args.nodes, args.pods)
         print(
             f"cluster: {args.nodes} nodes, {args.pods} bound Longhorn claims ({time.monotonic() - setup_started:.0f} s)"
         )
         kube = cluster.kube()
-        run(kube, "warmup", min(50, args.pods), None)  # first requests pay for imports and cold caches
+        run(kube, "warmup", replicas[: min(50, args.pods)], None)  # first requests pay for imports and cold caches
         order = [("stork", None), ("default", OPT_OUT)]
         cpu: dict[str, dict[str, float]] = {"stork": {}, "default": {}}  # process -> CPU seconds, all rounds
         requests: dict[str, Tally[str]] = {"stork": Tally(), "default": Tally()}  # apiserver requests, all rounds
         for round_number in range(args.rounds):
             for kind, annotations in order if round_number % 2 == 0 else order[::-1]:
                 before, requests_before = cpu_by_process(cluster), apiserver_requests(kube)
-                seconds, names[kind] = run(kube, f"{kind}-{round_number}", args.pods, annotations)
+                result = run(kube, f"{kind}-{round_number}", replicas, annotations)
+                seconds, names[kind] = result.seconds, result.schedulers
+                local[kind] += result.local
                 after = cpu_by_process(cluster)
                 requests[kind].update(apiserver_requests(kube) - requests_before)
                 for process, used in after.items():
                     cpu[kind][process] = cpu[kind].get(process, 0.0) + used - before.get(process, used)
                 rates[kind].append(args.pods / seconds)
-                print(f"round {round_number + 1}: {kind:8s} {args.pods / seconds:6.1f} pods/s", flush=True)
+                local_share = f"{result.local / args.pods:4.0%} on a replica node"
+                print(f"round {round_number + 1}: {kind:8s} {rates[kind][-1]:6.1f} pods/s, {local_share}", flush=True)
     finally:
         cluster.stop()
     stork, default = statistics.median(rates["stork"]), statistics.median(rates["default"])
@@ -245,9 +267,13 @@ def main() -> None:
         ),
         (names["default"], "none", " ".join(f"{r:.1f}" for r in rates["default"]), f"{default:.1f}"),
     ]
-    print_table(["scheduler", "calls", "pods/s per round", "median pods/s"], rows)
-    print(f"ratio of medians (with extender / without): {stork / default:.2f}")
     pods = args.pods * args.rounds
+    rows[0] += (f"{local['stork'] / pods:.0%}",)
+    rows[1] += (f"{local['default'] / pods:.0%}",)
+    print_table(["scheduler", "calls", "pods/s per round", "median pods/s", "on a replica node"], rows)
+    print(f"ratio of medians (with extender / without): {stork / default:.2f}")
+    if args.stork_percentage:
+        print(f"the stork scheduler's percentageOfNodesToScore: {args.stork_percentage}")
     processes = sorted(set(cpu["stork"]) | set(cpu["default"]), key=lambda p: -cpu["stork"].get(p, 0.0))
     print("CPU per pod bound (ms), by process, summed over each scheduler's rounds (2 cores here):")
     print_table(

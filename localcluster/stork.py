@@ -50,6 +50,7 @@ class Stork:
     scheduler_name: str = "stork"
     namespace_labels: dict[str, str] = field(default_factory=dict)  # only namespaces with these labels
     extender_timeout: str = "5s"
+    percentage_of_nodes_to_score: int = 0  # the scheduler's; 0 is kube-scheduler's default
     ready_timeout: float = 60.0  # seconds for caches to sync at start (large benchmark clusters need more)
     extender_port: int = 0
     webhook_port: int = 0
@@ -113,6 +114,7 @@ class Stork:
                 extender_url=self.extender_url,
                 extender_ca=self.tls / "ca.crt",
                 extender_timeout=self.extender_timeout,
+                percentage_of_nodes_to_score=self.percentage_of_nodes_to_score,
             )
         )
 
