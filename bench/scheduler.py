@@ -1,22 +1,33 @@
 """Benchmark: scheduling throughput with and without the extender, on the real control plane.
 
 With N simulated nodes (default 1,000, each with a Longhorn node) and one
-Longhorn volume per pod (2 replicas on random nodes), 300 pods go through the
-`stork` scheduler, which calls the extender (filter + prioritize, NodeNames
-mode, TLS), and 300 pods using the same volumes opt out of stork and go
-through `default-scheduler`, which calls nothing. Both are kube-scheduler 1.20
-processes with the same settings. Runs the two in alternating rounds (stork, default, default,
-stork, ...; 5 each by default, after a warm-up round) so that order and warm-up
-do not bias the result; each round's pods are deleted before the next. Prints
-pods bound per second per round, the medians and their ratio.
+Longhorn volume per pod (2 replicas on random nodes), three kinds of rounds of
+300 pods each, on one cluster:
+- stork: the pods go through the `stork` scheduler, which calls the extender
+  (filter + prioritize, NodeNames mode, TLS);
+- default: the same pods opt out of stork and go through `default-scheduler`,
+  which calls nothing;
+- floor: they go through a second kube-scheduler configured like stork's,
+  calling bench/servers.py's empty handler (parses the request, answers every
+  node with no opinion), served the same way: what the round trips alone cost.
+All are kube-scheduler 1.20 processes with the same settings. The kinds run in
+rotating order (stork, default, floor, then floor, default, stork, ...; 5 rounds
+each by default, after a warm-up round each) so that order and warm-up do not
+bias the result; each round's pods are deleted before the next. Prints pods
+bound per second per round, the share of pods bound to a node holding a replica
+of their volume, the medians and their ratios, and CPU and apiserver requests
+per pod by process.
 
-    python bench/scheduler.py [--nodes 1000] [--pods 300] [--rounds 5]
+    python bench/scheduler.py [--nodes 1000] [--pods 300] [--rounds 5] [--no-floor]
+                              [--stork-percentage N]
                               [--extender-server granian|gunicorn] [--extender-app stork|floor]
 
-`--extender-server gunicorn` serves the same extender app under gunicorn instead
-of granian (stork-extender's default); `--extender-app floor` replaces it by bench/servers.py's empty
-handler (parses the request, answers every node with no opinion): what the
-round trips alone cost the scheduler.
+`--extender-server gunicorn` serves the extenders under gunicorn instead of
+granian (stork-extender's default); `--extender-app floor` replaces stork's
+extender itself by the empty handler (no separate floor rounds then).
+`--stork-percentage` sets percentageOfNodesToScore on the schedulers that call
+an extender: kube-scheduler stops looking for feasible nodes once it has that
+share of the cluster, so the extender only sees (and can only prefer) those.
 """
 
 from __future__ import annotations
@@ -32,7 +43,7 @@ import time
 import urllib.request
 from collections import Counter as Tally
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -40,6 +51,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import print_table
 from localcluster import simulate
 from localcluster.cluster import LocalCluster, NodeSpec
+from localcluster.controlplane import SchedulerSpec
+from localcluster.processes import free_port
 from storkcore.kube import Kube, Resource
 
 NAMESPACE = "bench"
@@ -124,13 +137,38 @@ class Round:
     local: int  # pods bound to a node that holds a replica of their volume
 
 
-def run(kube: Kube, prefix: str, replicas: list[list[str]], annotations: dict[str, str] | None) -> Round:
+@dataclass
+class Kind:
+    """One way of scheduling a round's pods."""
+
+    name: str
+    annotations: dict[str, str] | None = None
+    scheduler_name: str | None = None  # None: the webhook decides
+
+
+STORK, DEFAULT = Kind("stork"), Kind("default", OPT_OUT)
+# The empty extender, called by its own kube-scheduler (same settings as stork's); the pods name
+# that scheduler and opt out of the webhook's mutation, which then only answers "allowed".
+FLOOR = Kind("floor", OPT_OUT, "stork-floor")
+
+
+def round_orders(kinds: list[Kind]) -> list[list[Kind]]:
+    """Orders that put every kind first, last (and in the middle) equally often: ABBA for two."""
+    if len(kinds) == 2:
+        return [kinds, kinds[::-1]]
+    a, b, c = kinds
+    return [[a, b, c], [c, b, a], [b, c, a], [a, c, b], [c, a, b], [b, a, c]]
+
+
+def run(kube: Kube, prefix: str, replicas: list[list[str]], kind: Kind) -> Round:
     """Create one pod per claim at once; seconds until all are bound, who bound them, and where."""
     pod_count = len(replicas)
 
     def create(i: int) -> None:
-        body = simulate.pod_template([f"data-{i}"], annotations)
+        body = simulate.pod_template([f"data-{i}"], kind.annotations)
         body["metadata"]["name"] = f"{prefix}-{i}"
+        if kind.scheduler_name:
+            body["spec"]["schedulerName"] = kind.scheduler_name
         body["metadata"]["labels"] = {"bench-round": prefix}
         kube.create(PODS, NAMESPACE, {"apiVersion": "v1", "kind": "Pod", **body})
 
@@ -157,27 +195,31 @@ def run(kube: Kube, prefix: str, replicas: list[list[str]], annotations: dict[st
 
 def replace_extender(cluster: LocalCluster, stork, server: str, app: str) -> None:
     """Serve the `stork` scheduler's extender another way, on the same port with the same certificate."""
-    name = f"{stork.name}-extender"
-    procs = cluster.control_plane.procs
-    procs.stop(name)
+    cluster.control_plane.procs.stop(f"{stork.name}-extender")
     if app == "stork":
         stork.start_extender(["--server", server])
-        return
+    else:
+        serve_floor(cluster, stork, server, f"{stork.name}-extender", stork.extender_port)
+
+
+def serve_floor(cluster: LocalCluster, stork, server: str, name: str, port: int) -> str:
+    """Start the empty extender on a port, with stork's certificate; its URL once it answers."""
+    procs = cluster.control_plane.procs
     certfile, keyfile = str(stork.tls / "tls.crt"), str(stork.tls / "tls.key")
     if server == "gunicorn":
         argv = [str(Path(__file__).resolve().parent / "servers.py"), "--serve", "gunicorn-gthread", "--app", "floor"]
-        argv = [sys.executable, *argv, "--port", str(stork.extender_port), "--certfile", certfile, "--keyfile", keyfile]
+        argv = [sys.executable, *argv, "--port", str(port), "--certfile", certfile, "--keyfile", keyfile]
     else:
         argv = [sys.executable, str(Path(__file__).resolve()), "--serve-floor-granian"]
-        argv += ["--port", str(stork.extender_port), "--certfile", certfile, "--keyfile", keyfile]
+        argv += ["--port", str(port), "--certfile", certfile, "--keyfile", keyfile]
     procs.start(name, argv, env={"PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
-    health = "/livez"
+    url = f"https://127.0.0.1:{port}"
     context = ssl.create_default_context(cafile=str(stork.tls / "ca.crt"))
 
     def answers() -> bool:
         procs.check_alive(name)
         try:
-            with urllib.request.urlopen(stork.extender_url + health, timeout=2, context=context) as resp:
+            with urllib.request.urlopen(url + "/livez", timeout=2, context=context) as resp:
                 return resp.status == 200
         except OSError:
             return False
@@ -187,6 +229,21 @@ def replace_extender(cluster: LocalCluster, stork, server: str, app: str) -> Non
         if time.monotonic() > deadline:
             raise TimeoutError(f"{name} ({server}, floor) did not answer")
         time.sleep(0.3)
+    return url
+
+
+def add_floor_scheduler(cluster: LocalCluster, stork, server: str, percentage: int) -> None:
+    """A second kube-scheduler like stork's (profile `stork-floor`) calling the empty extender."""
+    url = serve_floor(cluster, stork, server, "floor-extender", free_port())
+    spec = SchedulerSpec(
+        name="floor-scheduler",
+        profiles=[FLOOR.scheduler_name],
+        extender_url=url,
+        extender_ca=stork.tls / "ca.crt",
+        extender_timeout=stork.extender_timeout,
+        percentage_of_nodes_to_score=percentage,
+    )
+    cluster.control_plane.start_scheduler(spec)
 
 
 def remove_round(kube: Kube, prefix: str) -> None:
@@ -200,18 +257,94 @@ def remove_round(kube: Kube, prefix: str) -> None:
         time.sleep(0.2)
 
 
+@dataclass
+class Totals:
+    """What one kind of round added up to over all its rounds."""
+
+    rates: list[float] = field(default_factory=list)  # pods/s, one per round
+    schedulers: str = ""
+    local: int = 0  # pods bound next to a replica of their volume
+    cpu: dict[str, float] = field(default_factory=dict)  # process -> CPU seconds
+    requests: Tally[str] = field(default_factory=Tally)  # apiserver requests
+
+
+def measure(cluster: LocalCluster, replicas: list[list[str]], kinds: list[Kind], rounds: int) -> dict[str, Totals]:
+    kube = cluster.kube()
+    for kind in kinds:  # first requests pay for imports and cold caches
+        run(kube, f"warmup-{kind.name}", replicas[: min(50, len(replicas))], kind)
+    totals = {kind.name: Totals() for kind in kinds}
+    orders = round_orders(kinds)
+    for round_number in range(rounds):
+        for kind in orders[round_number % len(orders)]:
+            total = totals[kind.name]
+            before, requests_before = cpu_by_process(cluster), apiserver_requests(kube)
+            result = run(kube, f"{kind.name}-{round_number}", replicas, kind)
+            after = cpu_by_process(cluster)
+            total.requests.update(apiserver_requests(kube) - requests_before)
+            for process, used in after.items():
+                total.cpu[process] = total.cpu.get(process, 0.0) + used - before.get(process, used)
+            total.rates.append(len(replicas) / result.seconds)
+            total.schedulers, total.local = result.schedulers, total.local + result.local
+            local_share = f"{result.local / len(replicas):4.0%} on a replica node"
+            print(f"round {round_number + 1}: {kind.name:8s} {total.rates[-1]:6.1f} pods/s, {local_share}", flush=True)
+    return totals
+
+
+def report(totals: dict[str, Totals], pods: int, extender: str) -> None:
+    """The medians and their ratios, then CPU and apiserver requests per pod, by kind of round."""
+    calls = {"stork": f"extender: {extender}", "default": "none", "floor": "extender: the empty handler"}
+    medians = {name: statistics.median(total.rates) for name, total in totals.items()}
+    rows = [
+        (
+            total.schedulers,
+            calls[name],
+            " ".join(f"{r:.1f}" for r in total.rates),
+            f"{medians[name]:.1f}",
+            f"{total.local / pods:.0%}",
+        )
+        for name, total in totals.items()
+    ]
+    print_table(["scheduler", "calls", "pods/s per round", "median pods/s", "on a replica node"], rows)
+    print(f"ratio of medians (with extender / without): {medians['stork'] / medians['default']:.2f}")
+    if "floor" in medians:
+        print(f"ratio of medians (empty extender / without): {medians['floor'] / medians['default']:.2f}")
+        print(f"ratio of medians (stork-py / empty extender): {medians['stork'] / medians['floor']:.2f}")
+    names = list(totals)
+    processes = sorted({p for t in totals.values() for p in t.cpu}, key=lambda p: -totals["stork"].cpu.get(p, 0.0))
+    print("CPU per pod bound (ms), by process, summed over each kind's rounds (2 cores here):")
+    print_table(
+        ["process", *(f"{name} rounds" for name in names)],
+        [
+            (p, *(f"{totals[name].cpu.get(p, 0.0) * 1000 / pods:.1f}" for name in names))
+            for p in processes
+            if sum(t.cpu.get(p, 0.0) for t in totals.values()) > 0.05
+        ],
+    )
+    print("apiserver requests per pod bound, by verb and resource (includes deleting the rounds' pods):")
+    requests = sorted({k for t in totals.values() for k in t.requests}, key=lambda k: -totals["stork"].requests[k])
+    print_table(
+        ["request", *(f"{name} rounds" for name in names)],
+        [
+            (k, *(f"{totals[name].requests[k] / pods:.2f}" for name in names))
+            for k in requests
+            if sum(t.requests[k] for t in totals.values()) >= pods * 0.05
+        ],
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--nodes", type=int, default=1000)
     parser.add_argument("--pods", type=int, default=300)
-    parser.add_argument("--rounds", type=int, default=5, help="rounds per scheduler, alternating (ABBA...)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds per kind, alternating (ABBA..., ABC CBA ...)")
     parser.add_argument("--extender-server", choices=["gunicorn", "granian"], default="granian")
     parser.add_argument("--extender-app", choices=["stork", "floor"], default="stork")
+    parser.add_argument("--no-floor", action="store_true", help="no rounds through the empty extender")
     parser.add_argument(
         "--stork-percentage",
         type=int,
         default=0,
-        help="the stork scheduler's percentageOfNodesToScore (0: kube-scheduler's default; default-scheduler keeps it)",
+        help="percentageOfNodesToScore of the schedulers that call an extender (0: kube-scheduler's default)",
     )
     parser.add_argument("--serve-floor-granian", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -223,77 +356,26 @@ def main() -> None:
         from storkcore.serving import serve_granian
 
         return serve_granian(floor_app, f"127.0.0.1:{args.port}", args.certfile, args.keyfile)
+    kinds = [STORK, DEFAULT] if args.no_floor or args.extender_app == "floor" else [STORK, DEFAULT, FLOOR]
     cluster = LocalCluster.create()
-    rates: dict[str, list[float]] = {"stork": [], "default": []}
-    names: dict[str, str] = {}
-    local: dict[str, int] = {"stork": 0, "default": 0}  # pods bound next to a replica, all rounds
     try:
         cluster.start()
         stork = cluster.add_stork("longhorn", percentage_of_nodes_to_score=args.stork_percentage)
         if (args.extender_server, args.extender_app) != ("granian", "stork"):  # stork-extender's default
             replace_extender(cluster, stork, args.extender_server, args.extender_app)
+        if FLOOR in kinds:
+            add_floor_scheduler(cluster, stork, args.extender_server, args.stork_percentage)
         setup_started = time.monotonic()
         replicas = populate(cluster, args.nodes, args.pods)
         print(
             f"cluster: {args.nodes} nodes, {args.pods} bound Longhorn claims ({time.monotonic() - setup_started:.0f} s)"
         )
-        kube = cluster.kube()
-        run(kube, "warmup", replicas[: min(50, args.pods)], None)  # first requests pay for imports and cold caches
-        order = [("stork", None), ("default", OPT_OUT)]
-        cpu: dict[str, dict[str, float]] = {"stork": {}, "default": {}}  # process -> CPU seconds, all rounds
-        requests: dict[str, Tally[str]] = {"stork": Tally(), "default": Tally()}  # apiserver requests, all rounds
-        for round_number in range(args.rounds):
-            for kind, annotations in order if round_number % 2 == 0 else order[::-1]:
-                before, requests_before = cpu_by_process(cluster), apiserver_requests(kube)
-                result = run(kube, f"{kind}-{round_number}", replicas, annotations)
-                seconds, names[kind] = result.seconds, result.schedulers
-                local[kind] += result.local
-                after = cpu_by_process(cluster)
-                requests[kind].update(apiserver_requests(kube) - requests_before)
-                for process, used in after.items():
-                    cpu[kind][process] = cpu[kind].get(process, 0.0) + used - before.get(process, used)
-                rates[kind].append(args.pods / seconds)
-                local_share = f"{result.local / args.pods:4.0%} on a replica node"
-                print(f"round {round_number + 1}: {kind:8s} {rates[kind][-1]:6.1f} pods/s, {local_share}", flush=True)
+        totals = measure(cluster, replicas, kinds, args.rounds)
     finally:
         cluster.stop()
-    stork, default = statistics.median(rates["stork"]), statistics.median(rates["default"])
-    rows = [
-        (
-            names["stork"],
-            f"extender (filter + prioritize): {args.extender_app} app under {args.extender_server}",
-            " ".join(f"{r:.1f}" for r in rates["stork"]),
-            f"{stork:.1f}",
-        ),
-        (names["default"], "none", " ".join(f"{r:.1f}" for r in rates["default"]), f"{default:.1f}"),
-    ]
-    pods = args.pods * args.rounds
-    rows[0] += (f"{local['stork'] / pods:.0%}",)
-    rows[1] += (f"{local['default'] / pods:.0%}",)
-    print_table(["scheduler", "calls", "pods/s per round", "median pods/s", "on a replica node"], rows)
-    print(f"ratio of medians (with extender / without): {stork / default:.2f}")
+    report(totals, args.pods * args.rounds, f"{args.extender_app} app under {args.extender_server}")
     if args.stork_percentage:
-        print(f"the stork scheduler's percentageOfNodesToScore: {args.stork_percentage}")
-    processes = sorted(set(cpu["stork"]) | set(cpu["default"]), key=lambda p: -cpu["stork"].get(p, 0.0))
-    print("CPU per pod bound (ms), by process, summed over each scheduler's rounds (2 cores here):")
-    print_table(
-        ["process", "stork rounds", "default rounds"],
-        [
-            (p, f"{cpu['stork'].get(p, 0.0) * 1000 / pods:.1f}", f"{cpu['default'].get(p, 0.0) * 1000 / pods:.1f}")
-            for p in processes
-            if cpu["stork"].get(p, 0.0) + cpu["default"].get(p, 0.0) > 0.05
-        ],
-    )
-    print("apiserver requests per pod bound, by verb and resource (includes deleting the rounds' pods):")
-    kinds = sorted(set(requests["stork"]) | set(requests["default"]), key=lambda k: -requests["stork"][k])
-    print_table(
-        ["request", "stork rounds", "default rounds"],
-        [
-            (k, f"{requests['stork'][k] / pods:.2f}", f"{requests['default'][k] / pods:.2f}")
-            for k in kinds
-            if requests["stork"][k] + requests["default"][k] >= pods * 0.05
-        ],
-    )
+        print(f"percentageOfNodesToScore of the schedulers calling an extender: {args.stork_percentage}")
 
 
 if __name__ == "__main__":
