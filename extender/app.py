@@ -97,9 +97,7 @@ class Extender:
             return priority_list(args.names, [FLOOR] * len(args.names))  # as upstream: 5 everywhere
         scores, near_data = self._rank(args, storage)
         if any(v.data_nodes for v in storage.volumes) and not near_data:
-            self.events.warn(
-                args.pod, "NonOptimumScheduling", "none of the candidate nodes holds a replica of the pod's volumes"
-            )
+            self.events.warn(args.pod, "NonOptimumScheduling", _no_replica_among(len(args.names)))
         if self.score_mode == "normalized":
             scores = normalize(scores)
         return encoded_priority_list(args.names, scores)
@@ -148,6 +146,15 @@ def _placement_kind(local: int, total: int) -> str:
     if local == total:
         return "hyperconverged"
     return "semi_hyperconverged" if local else "non_hyperconverged"
+
+
+def _no_replica_among(candidates: int) -> str:
+    # kube-scheduler offers only the nodes its own filters kept, and in clusters over 100 nodes
+    # stops looking once it has percentageOfNodesToScore of them: say so, since both look alike.
+    return (
+        f"none of the {candidates} candidate nodes holds a replica of the pod's volumes "
+        "(kube-scheduler filtered the replica nodes out, or did not sample them: percentageOfNodesToScore)"
+    )
 
 
 def _summary(outcome: FilterOutcome, total: int) -> str:

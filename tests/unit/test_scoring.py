@@ -178,7 +178,9 @@ def test_non_optimum_event_when_no_candidate_holds_a_replica():
     world = longhorn_world(layout(["1", "2", "1", "2", "3"]), {"vol1": ["n1"]})
     client = ExtenderClient(world)
     client.scores(claims_pod("vol1"), ["n3", "n4"])
-    assert [r for r, _ in client.reasons()] == ["NonOptimumScheduling"]
+    ((reason, message),) = client.reasons()
+    assert reason == "NonOptimumScheduling" and message.startswith("none of the 2 candidate nodes holds a replica")
+    assert "percentageOfNodesToScore" in message  # why a replica node may not have been offered
     client.scores(claims_pod("vol1"), ["n1", "n4"])
     assert len(client.reasons()) == 1
 
