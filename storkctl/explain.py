@@ -103,6 +103,7 @@ def _report(driver, pod: dict[str, Any], args: argparse.Namespace) -> dict[str, 
     node_of = {s.storage_id: s.hostname or s.scheduler_id or s.storage_id for s in index.by_id.values()}
     chosen = objects.text(pod, "spec", "nodeName")
     chosen_storage = candidates[chosen].storage_id if chosen in candidates else ""
+    holders = {n for v in storage.volumes for n in v.data_nodes}
     rows = []
     for name in names:
         _, parts = explain_score(pod, storage, index.by_id, candidates[name])
@@ -129,7 +130,10 @@ def _report(driver, pod: dict[str, Any], args: argparse.Namespace) -> dict[str, 
         "driver_error": storage.driver_error,
         "nodes": rows,
         "chosen": chosen,
-        "chosen_holds_replica": bool(chosen_storage) and any(chosen_storage in v.data_nodes for v in storage.volumes),
+        "chosen_holds_replica": bool(chosen_storage) and chosen_storage in holders,
+        "kept_replica_nodes": [
+            name for name in names if name not in failed and candidates[name].storage_id in holders - {""}
+        ],
     }
 
 
@@ -159,5 +163,22 @@ def print_report(report: Mapping[str, Any], output: str) -> None:
     if report["chosen"]:
         holds = "holds a replica" if report["chosen_holds_replica"] else "holds no replica"
         print(f"Scheduled on {report['chosen']}, which {holds} of the pod's volumes.")
+        if not report["chosen_holds_replica"] and report["kept_replica_nodes"]:
+            print(_why_not_on_a_replica(report["kept_replica_nodes"], len(report["nodes"])))
     else:
         print("Not scheduled yet.")
+
+
+def _why_not_on_a_replica(kept_replica_nodes: list[str], node_count: int) -> str:
+    """kube-scheduler only offers the extender the nodes it found feasible, and above 100 nodes
+    only a sample of them: the two reasons a kept replica node can lose."""
+    sampled = (
+        f", or it did not sample them: with {node_count} nodes it stops at percentageOfNodesToScore of the cluster"
+        if node_count > 100
+        else ""
+    )
+    return (
+        f"Nodes holding a replica pass stork's filter ({', '.join(kept_replica_nodes[:5])}"
+        f"{', ...' if len(kept_replica_nodes) > 5 else ''}), but kube-scheduler did not offer them: its own filters "
+        f"ruled them out (resources, taints, affinity){sampled}."
+    )

@@ -222,3 +222,27 @@ def test_no_permission_is_a_clear_error_with_exit_code_1(monkeypatch, capsys):
     monkeypatch.setattr(cli, "Kube", lambda client: Forbidden({}))
     assert main(["restore", "x"]) == 1
     assert capsys.readouterr().err.startswith('error: no permission: groupvolumesnapshots "x" is forbidden')
+
+
+@pytest.mark.parametrize("node_count", [5, 150])
+def test_explain_says_why_a_pod_is_not_on_a_kept_replica_node(node_count, capsys):
+    """The pod landed on n3 although n1 holds its replica and passes the filter: explain says
+    that kube-scheduler did not offer n1, and above 100 nodes that it may not have sampled it."""
+    from storkctl.explain import _report, print_report
+    from tests.builders import longhorn_world, pod, topology_labels
+
+    nodes = {f"n{i}": topology_labels(rack=str(i % 3)) for i in range(1, node_count + 1)}
+    world = longhorn_world(nodes, {"vol1": ["n1"]})
+    args = build_parser().parse_args(
+        ["explain", "pod", "app", "-n", "default", "--driver", "longhorn", "--score-mode", "stork"]
+    )
+    report = _report(world.driver, pod("app", ["pvc-vol1"], node="n3"), args)
+    assert not report["chosen_holds_replica"] and report["kept_replica_nodes"] == ["n1"]
+    print_report(report, "table")
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "(n1), but kube-scheduler did not offer them" in last
+    assert ("percentageOfNodesToScore" in last) == (node_count > 100)
+    report = _report(world.driver, pod("app", ["pvc-vol1"], node="n1"), args)
+    assert report["chosen_holds_replica"]
+    print_report(report, "table")
+    assert "did not offer" not in capsys.readouterr().out
