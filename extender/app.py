@@ -97,7 +97,8 @@ class Extender:
             return priority_list(args.names, [FLOOR] * len(args.names))  # as upstream: 5 everywhere
         scores, near_data = self._rank(args, storage)
         if any(v.data_nodes for v in storage.volumes) and not near_data:
-            self.events.warn(args.pod, "NonOptimumScheduling", _no_replica_among(len(args.names)))
+            message = _no_replica_among(len(args.names), len(self.driver.cluster.store(NODES)))
+            self.events.warn(args.pod, "NonOptimumScheduling", message)
         if self.score_mode == "normalized":
             scores = normalize(scores)
         return encoded_priority_list(args.names, scores)
@@ -148,12 +149,13 @@ def _placement_kind(local: int, total: int) -> str:
     return "semi_hyperconverged" if local else "non_hyperconverged"
 
 
-def _no_replica_among(candidates: int) -> str:
-    # kube-scheduler offers only the nodes its own filters kept, and in clusters over 100 nodes
-    # stops looking once it has percentageOfNodesToScore of them: say so, since both look alike.
+def _no_replica_among(candidates: int, cluster_nodes: int) -> str:
+    # kube-scheduler offers only the nodes its own filters kept, and above 100 nodes it stops
+    # looking once it has percentageOfNodesToScore of them: name the causes that can apply.
+    sampled = ", or it did not sample them (percentageOfNodesToScore)" if cluster_nodes > 100 else ""
     return (
-        f"none of the {candidates} candidate nodes holds a replica of the pod's volumes "
-        "(kube-scheduler filtered the replica nodes out, or did not sample them: percentageOfNodesToScore)"
+        f"none of the {candidates} candidate nodes (of {cluster_nodes}) holds a replica of the pod's volumes: "
+        f"kube-scheduler's own filters ruled the replica nodes out{sampled}"
     )
 
 

@@ -103,7 +103,7 @@ def _report(driver, pod: dict[str, Any], args: argparse.Namespace) -> dict[str, 
     node_of = {s.storage_id: s.hostname or s.scheduler_id or s.storage_id for s in index.by_id.values()}
     chosen = objects.text(pod, "spec", "nodeName")
     chosen_storage = candidates[chosen].storage_id if chosen in candidates else ""
-    holders = {n for v in storage.volumes for n in v.data_nodes}
+    holders = {n for v in storage.volumes for n in v.data_nodes} - {""}
     rows = []
     for name in names:
         _, parts = explain_score(pod, storage, index.by_id, candidates[name])
@@ -131,9 +131,7 @@ def _report(driver, pod: dict[str, Any], args: argparse.Namespace) -> dict[str, 
         "nodes": rows,
         "chosen": chosen,
         "chosen_holds_replica": bool(chosen_storage) and chosen_storage in holders,
-        "kept_replica_nodes": [
-            name for name in names if name not in failed and candidates[name].storage_id in holders - {""}
-        ],
+        "kept_replica_nodes": [name for name in names if name not in failed and candidates[name].storage_id in holders],
     }
 
 

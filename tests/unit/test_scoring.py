@@ -174,13 +174,16 @@ def test_normalized_mode_scales_into_zero_to_ten_keeping_order():
     assert all(0 <= s <= 10 for s in scores)
 
 
-def test_non_optimum_event_when_no_candidate_holds_a_replica():
-    world = longhorn_world(layout(["1", "2", "1", "2", "3"]), {"vol1": ["n1"]})
-    client = ExtenderClient(world)
+@pytest.mark.parametrize("node_count", [5, 150])
+def test_non_optimum_event_when_no_candidate_holds_a_replica(node_count):
+    nodes = {f"n{i}": topology_labels(rack=str(i % 3)) for i in range(1, node_count + 1)}
+    client = ExtenderClient(longhorn_world(nodes, {"vol1": ["n1"]}))
     client.scores(claims_pod("vol1"), ["n3", "n4"])
     ((reason, message),) = client.reasons()
-    assert reason == "NonOptimumScheduling" and message.startswith("none of the 2 candidate nodes holds a replica")
-    assert "percentageOfNodesToScore" in message  # why a replica node may not have been offered
+    assert reason == "NonOptimumScheduling"
+    assert message.startswith(f"none of the 2 candidate nodes (of {node_count}) holds a replica")
+    # Why a replica node may not have been offered: kube-scheduler samples only above 100 nodes.
+    assert ("percentageOfNodesToScore" in message) == (node_count > 100)
     client.scores(claims_pod("vol1"), ["n1", "n4"])
     assert len(client.reasons()) == 1
 
