@@ -53,6 +53,7 @@ from localcluster import simulate
 from localcluster.cluster import LocalCluster, NodeSpec
 from localcluster.controlplane import SchedulerSpec
 from localcluster.processes import free_port
+from localcluster.stork import Stork
 from storkcore.kube import Kube, Resource
 
 NAMESPACE = "bench"
@@ -153,7 +154,8 @@ FLOOR = Kind("floor", OPT_OUT, "stork-floor")
 
 
 def round_orders(kinds: list[Kind]) -> list[list[Kind]]:
-    """Orders that put every kind first, last (and in the middle) equally often: ABBA for two."""
+    """Round orders, cycled: ABBA for two kinds; for three, every kind first, middle and last
+    equally often over six rounds."""
     if len(kinds) == 2:
         return [kinds, kinds[::-1]]
     a, b, c = kinds
@@ -193,7 +195,7 @@ def run(kube: Kube, prefix: str, replicas: list[list[str]], kind: Kind) -> Round
     raise TimeoutError(f"{prefix}: pods not all bound in 10 minutes")
 
 
-def replace_extender(cluster: LocalCluster, stork, server: str, app: str) -> None:
+def replace_extender(cluster: LocalCluster, stork: Stork, server: str, app: str) -> None:
     """Serve the `stork` scheduler's extender another way, on the same port with the same certificate."""
     cluster.control_plane.procs.stop(f"{stork.name}-extender")
     if app == "stork":
@@ -202,7 +204,7 @@ def replace_extender(cluster: LocalCluster, stork, server: str, app: str) -> Non
         serve_floor(cluster, stork, server, f"{stork.name}-extender", stork.extender_port)
 
 
-def serve_floor(cluster: LocalCluster, stork, server: str, name: str, port: int) -> str:
+def serve_floor(cluster: LocalCluster, stork: Stork, server: str, name: str, port: int) -> str:
     """Start the empty extender on a port, with stork's certificate; its URL once it answers."""
     procs = cluster.control_plane.procs
     certfile, keyfile = str(stork.tls / "tls.crt"), str(stork.tls / "tls.key")
@@ -232,7 +234,7 @@ def serve_floor(cluster: LocalCluster, stork, server: str, name: str, port: int)
     return url
 
 
-def add_floor_scheduler(cluster: LocalCluster, stork, server: str, percentage: int) -> None:
+def add_floor_scheduler(cluster: LocalCluster, stork: Stork, server: str, percentage: int) -> None:
     """A second kube-scheduler like stork's (profile `stork-floor`) calling the empty extender."""
     url = serve_floor(cluster, stork, server, "floor-extender", free_port())
     spec = SchedulerSpec(
