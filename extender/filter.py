@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from itertools import compress
 from operator import not_
 
-from extender.candidates import Candidate, NodeTable
 from storkcore import annotations as ann
 from storkcore import objects
 from storkcore.model import NodeStatus, StorageNode, Volume
+from storkcore.nodetable import Candidate, NodeTable
 from storkcore.pods import PodStorage, anti_hyperconverged, wants_remote_only
 
 

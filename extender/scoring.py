@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from operator import attrgetter
 
-from extender.candidates import NOWHERE, Candidate, NodeTable, Place
 from storkcore import annotations as ann
 from storkcore import objects
 from storkcore.model import NodeStatus, StorageNode, Topology, Volume
+from storkcore.nodetable import NOWHERE, Candidate, NodeTable, Place
 from storkcore.pods import PodStorage, anti_hyperconverged
 
 REPLICA, RACK, ZONE, REGION = 100, 50, 25, 10
