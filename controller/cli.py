@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import logging
 import signal
 import threading
@@ -21,13 +22,15 @@ from controller.groupsnapshots import GroupSnapshotController, GroupSnapshotSett
 from controller.health import MIN_INTERVAL, HealthMonitor, MonitorSettings
 from controller.kubesnapshots import KubeScheduleCluster, KubeSnapshotCluster
 from controller.leader import AlwaysLeader, KubeLeases, LeaderElector, LeaseSettings
+from controller.locality import FallbackSettings, LocalityFallback
 from controller.rules import RuleRunner, RuleSettings
 from controller.schedules import ScheduleController, ScheduleSettings
+from storkcore import annotations as ann
 from storkcore import cli, objects
 from storkcore.cluster import ClusterState
 from storkcore.drivers import make_driver
 from storkcore.events import EventRecorder
-from storkcore.kube import PODS, ApiError, Kube, load_api_client
+from storkcore.kube import PODS, PVCS, ApiError, Kube, load_api_client
 from storkcore.logs import setup_logging
 from storkcore.snapshots import GROUP_SNAPSHOTS, SCHEDULE_POLICIES, SNAPSHOT_SCHEDULES
 from storkcore.web import add_health_routes, driver_ready, register_driver_metrics
@@ -58,6 +61,11 @@ class ControllerMetrics:
         )
         self._cert_renewals = Counter(
             "stork_certificate_renewals", "Certificates renewed by the controller.", ["certificate"], registry=registry
+        )
+        self.locality_fallbacks = Counter(
+            "stork_locality_fallbacks",
+            "Pods held to their replica nodes that none of them could take, released to any node.",
+            registry=registry,
         )
         self._cert_errors = Counter(
             "stork_certificate_renewal_errors", "Failed attempts to keep the certificates valid.", registry=registry
@@ -101,6 +109,30 @@ class KubePodActions:
                 raise
 
 
+class KubeFallbackCluster:
+    """What the locality fallback reads (the pod cache) and does (a claim annotation, a deletion)."""
+
+    def __init__(self, kube: Kube, cluster: ClusterState) -> None:
+        self.kube = kube
+        self.pods = cluster.store(PODS)
+        self.actions = KubePodActions(kube)
+
+    def pending_pods(self) -> list[Mapping[str, Any]]:
+        return [p for p in self.pods.list() if not objects.text(p, "spec", "nodeName")]
+
+    def mark_claim(self, namespace: str, claim: str, until: str) -> Mapping[str, Any] | None:
+        body = {"metadata": {"annotations": {ann.LOCALITY_FALLBACK_UNTIL: until}}}
+        try:
+            return self.kube.patch(PVCS, namespace, claim, body)
+        except ApiError as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def delete_pod(self, pod: Mapping[str, Any]) -> None:
+        self.actions.delete(pod, None)
+
+
 def build_parser() -> cli.EnvDefaultsParser:
     parser = cli.EnvDefaultsParser(
         prog="stork-controller",
@@ -124,6 +156,20 @@ def build_parser() -> cli.EnvDefaultsParser:
         "--unsafe-short-intervals",
         action="store_true",
         help="allow an interval under 30 s (tests and demos only)",
+    )
+    locality = parser.add_argument_group("locality at scale")
+    locality.add_argument(
+        "--locality-fallback-after",
+        type=float,
+        default=5.0,
+        help="seconds a pod held to its replica nodes may stay unschedulable before it is recreated without that "
+        "constraint",
+    )
+    locality.add_argument(
+        "--locality-fallback-window",
+        type=float,
+        default=600.0,
+        help="seconds the claims of such a pod have their next pods admitted without the constraint",
     )
     snapshots = parser.add_argument_group("group snapshots")
     snapshots.add_argument(
@@ -317,6 +363,14 @@ def main(argv: Sequence[str] | None = None) -> None:
             ScheduleSettings(args.schedule_timezone, args.unsafe_interval_minute_seconds),
             is_leader=elector.is_leader,
         )
+    fallback = LocalityFallback(
+        KubeFallbackCluster(kube, cluster),
+        events,
+        FallbackSettings(after=args.locality_fallback_after, window=args.locality_fallback_window),
+        lambda: datetime.datetime.now(datetime.UTC),
+        elector.is_leader,
+        on_release=metrics.locality_fallbacks.inc,
+    )
     renewer = None
     if args.renew_certificates:
         renewer = CertificateRenewer(
@@ -328,7 +382,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         except Exception:
             log.exception("health monitor tick failed")
             wait = min(settings.interval, 10.0)
-        for part in (groups, schedules, renewer):
+        for part in (fallback, groups, schedules, renewer):
             if part is not None:
                 try:
                     part.tick()

@@ -8,13 +8,21 @@ DISABLE_HYPERCONVERGENCE = STORK_PREFIX + "disableHyperconvergence"
 DISABLE_ADMISSION_CONTROLLER = STORK_PREFIX + "disable-admission-controller"
 DISABLE_HEALTH_MONITOR = STORK_PREFIX + "disable-health-monitor"
 
+# Pod annotations written by the webhook (locality at scale, storkcore/locality.py): the nodes a
+# pod was held to at admission, or why it was not held to any.
+REPLICA_NODES = STORK_PREFIX + "replica-nodes"
+LOCALITY = STORK_PREFIX + "locality"
+
 # Volume labels (StorageClass parameters, PVC labels or PVC annotations)
 PREFER_REMOTE_NODE = STORK_PREFIX + "preferRemoteNode"
 PREFER_REMOTE_NODE_ONLY = STORK_PREFIX + "preferRemoteNodeOnly"
 SKIP_SCHEDULER_SCORING = STORK_PREFIX + "skipSchedulerScoring"
 
-# PVC annotation
+# PVC annotations
 RESTORE_IN_PROGRESS = STORK_PREFIX + "restore-in-progress"
+# Until when pods of this claim are admitted without the replica-node constraint (RFC 3339,
+# written by the controller when a held pod could not be placed on its replica nodes).
+LOCALITY_FALLBACK_UNTIL = STORK_PREFIX + "locality-fallback-until"
 
 # Node annotation set by the Portworx operator and honoured for every driver
 NODE_UNSCHEDULABLE = "operator.libopenstorage.org/unschedulable"

@@ -91,6 +91,15 @@ class ClusterState:
         """True once every watched cache has completed its first list (always true in memory)."""
         return all(r.synced.is_set() for r in self._watched())
 
+    def synced_for(self, resources: Iterable[Resource]) -> bool:
+        """True once the watched caches of these resources have completed their first list."""
+        wanted = set(resources)
+        return all(
+            r.synced.is_set()
+            for resource, r in self._reflectors.items()
+            if resource in wanted and self._watches(resource)
+        )
+
     def wait_synced(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         return all(r.synced.wait(max(0.0, deadline - time.monotonic())) for r in self._watched())

@@ -48,8 +48,11 @@ class PodStorage:
         return self.uses_driver or bool(self.blocked or self.driver_error)
 
 
-def assess_pod(driver: Driver, pod: Any) -> PodStorage:
-    namespace = objects.namespace(pod)
+def assess_pod(driver: Driver, pod: Any, namespace: str = "", cached_only: bool = False) -> PodStorage:
+    """`namespace` when the pod does not carry one yet (at admission); `cached_only`: never wait
+    for a storage API (a volume not in memory yet is a driver error)."""
+    namespace = namespace or objects.namespace(pod)
+    volume_of = driver.cached_volume if cached_only else driver.volume
     result = PodStorage()
     for claim in claim_names(pod):
         try:
@@ -72,7 +75,7 @@ def assess_pod(driver: Driver, pod: Any) -> PodStorage:
                 result.blocked = result.blocked or f"waiting for PVC {claim} to be bound"
             continue
         try:
-            volume = driver.volume(pvc)
+            volume = volume_of(pvc)
         except DriverError as err:
             result.driver_error = result.driver_error or str(err)
             continue

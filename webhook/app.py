@@ -16,7 +16,7 @@ from storkcore.drivers.base import Driver
 from storkcore.kube import Resource
 from storkcore.snapshots import RULES, SCHEDULE_POLICIES, SNAPSHOT_GROUP
 from storkcore.web import add_health_routes, json_error, json_response
-from webhook.admission import AdmissionSettings, Decision, decide
+from webhook.admission import AdmissionSettings, Decision, LocalityOf, decide
 from webhook.review import NotAReview, Review, allow, deny, parse_review
 from webhook.rules import RULE_GROUP, rule_problems
 from webhook.schedules import schedule_policy_problems, snapshot_schedule_problems
@@ -41,11 +41,19 @@ class WebhookMetrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        self.locality = Counter(
+            "stork_webhook_locality",
+            "Pods sent to stork's scheduler, by whether they were held to their replica nodes.",
+            ["held"],
+            registry=registry,
+        )
 
 
-def mutate(driver: Driver, settings: AdmissionSettings, review: Review) -> tuple[dict[str, Any], str]:
+def mutate(
+    driver: Driver, settings: AdmissionSettings, review: Review, locality_of: LocalityOf | None = None
+) -> tuple[dict[str, Any], Decision]:
     try:
-        decision = decide(driver, settings, review.object, review.namespace, review.operation)
+        decision = decide(driver, settings, review.object, review.namespace, review.operation, locality_of)
     except Exception:
         # Our own fault must never block a pod: let it through untouched.
         log.exception("admission decision failed", extra={"uid": review.uid})
@@ -55,7 +63,7 @@ def mutate(driver: Driver, settings: AdmissionSettings, review: Review) -> tuple
             "pod sent to scheduler",
             extra={"namespace": review.namespace, "pod": _pod_name(review.object), "dry_run": review.dry_run},
         )
-    return allow(review, decision.patch, [decision.warning] if decision.warning else None), decision.outcome
+    return allow(review, decision.patch, [decision.warning] if decision.warning else None), decision
 
 
 def validate(driver: Driver, review: Review) -> tuple[dict[str, Any], str]:
@@ -99,7 +107,12 @@ def _pod_name(pod: Any) -> str:
     return objects.name(pod) or objects.text(pod, "metadata", "generateName") + "*"
 
 
-def create_app(driver: Driver, settings: AdmissionSettings, ready: Callable[[], bool] | None = None) -> Flask:
+def create_app(
+    driver: Driver,
+    settings: AdmissionSettings,
+    ready: Callable[[], bool] | None = None,
+    locality_of: LocalityOf | None = None,
+) -> Flask:
     app = Flask("stork-webhook")
     registry = CollectorRegistry()
     metrics = WebhookMetrics(registry)
@@ -118,9 +131,15 @@ def create_app(driver: Driver, settings: AdmissionSettings, ready: Callable[[], 
         metrics.latency.labels(webhook).observe(time.perf_counter() - started)
         return json_response(answer)
 
+    def mutate_and_count(review: Review) -> tuple[dict[str, Any], str]:
+        answer, decision = mutate(driver, settings, review, locality_of)
+        if decision.held is not None:
+            metrics.locality.labels("true" if decision.held else "false").inc()
+        return answer, decision.outcome
+
     @app.post("/mutate")
     def mutate_verb() -> Response:
-        return serve("mutate", lambda review: mutate(driver, settings, review))
+        return serve("mutate", mutate_and_count)
 
     @app.post("/validate")
     def validate_verb() -> Response:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 from flask import Flask
 
@@ -13,6 +15,8 @@ from storkcore import cli
 from storkcore.cluster import ClusterState
 from storkcore.drivers import make_driver
 from storkcore.kube import PVCS, PVS, STORAGE_CLASSES, Kube, load_api_client
+from storkcore.locality import Locality, decide_locality
+from storkcore.nodetable import NodeTable
 from webhook.admission import AdmissionSettings
 from webhook.app import create_app
 
@@ -38,6 +42,14 @@ def build_parser() -> cli.EnvDefaultsParser:
         default=ann.DISABLE_ADMISSION_CONTROLLER,
         help="pod annotation that opts a pod out when true",
     )
+    parser.add_argument(
+        "--locality-constraint",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="hold pods that a controller owns to their Online replica nodes with a required node affinity, so "
+        "that kube-scheduler's sampling above 100 nodes cannot miss them (the controller undoes it for a pod "
+        "its replica nodes cannot take); watches nodes and the driver's state",
+    )
     return parser
 
 
@@ -45,11 +57,28 @@ def build_app(args: argparse.Namespace) -> Flask:
     kube = Kube(load_api_client(args.kubeconfig, user_agent="stork-webhook"))
     cluster = ClusterState(kube)
     driver = make_driver(args.driver, cluster, cli.driver_options(args))
-    # Admission only needs to know whose claims and classes are whose.
-    cluster.start(only=[PVCS, PVS, STORAGE_CLASSES])
     settings = AdmissionSettings(scheduler_name=args.scheduler_name, skip_annotation=args.skip_annotation)
-    log.info("webhook started", extra={"driver": args.driver, "scheduler_name": args.scheduler_name})
-    return create_app(driver, settings)
+    essentials = [PVCS, PVS, STORAGE_CLASSES]  # whose claims and classes are whose
+    locality_of = None
+    if args.locality_constraint:
+        # Replica locations come from the caches the extender uses, and for drivers over a
+        # storage API from their background refresh: never a call while a pod waits.
+        table = NodeTable(driver)
+        cluster.start()
+        driver.start()
+
+        def locality_of(pod: Any, namespace: str) -> Locality:
+            return decide_locality(driver, table, pod, namespace, datetime.datetime.now(datetime.UTC))
+
+    else:
+        cluster.start(only=essentials)
+    log.info(
+        "webhook started",
+        extra={"driver": args.driver, "scheduler_name": args.scheduler_name, "locality": args.locality_constraint},
+    )
+    # Ready once admission's own caches are synced: locality state that is late (or a driver
+    # kind that is missing) only leaves pods unconstrained.
+    return create_app(driver, settings, lambda: cluster.synced_for(essentials), locality_of)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -116,6 +116,11 @@ class Driver(ABC):
         Raises DriverError when the driver's own state cannot answer.
         """
 
+    def cached_volume(self, pvc: Any) -> Volume | None:
+        """`volume`, but never waiting for a storage API: drivers over one raise DriverError
+        while the volume is not in memory yet (and load it in the background)."""
+        return self.volume(pvc)
+
     # -- nodes: what a driver provides ---------------------------------------
 
     @abstractmethod

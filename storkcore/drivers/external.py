@@ -255,12 +255,12 @@ class ExternalDriver(Driver):
 
     # -- volumes -------------------------------------------------------------
 
-    def volume(self, pvc: Any) -> Volume | None:
+    def volume(self, pvc: Any, wait: bool = True) -> Volume | None:
         pv = claims.bound_pv(self.cluster, pvc)
         if pv is None:
             return None
         volume_id = self._volume_id(pv)
-        facts = self._facts(volume_id, objects.name(pv))
+        facts = self._facts(volume_id, objects.name(pv), wait)
         unknown_nodes = {n for n in facts.data_nodes if n not in self._api_nodes}
         if unknown_nodes and self._api_nodes:
             self._want_nodes(unknown_nodes)
@@ -275,7 +275,10 @@ class ExternalDriver(Driver):
             windows=facts.windows or claims.is_windows_fs(sc, pv),
         )
 
-    def _facts(self, volume_id: str, pv_name: str) -> VolumeFacts:
+    def cached_volume(self, pvc: Any) -> Volume | None:
+        return self.volume(pvc, wait=False)
+
+    def _facts(self, volume_id: str, pv_name: str, wait: bool = True) -> VolumeFacts:
         with self._volumes_lock:
             entry = self._volumes.get(volume_id)
             if entry is not None:
@@ -284,6 +287,9 @@ class ExternalDriver(Driver):
                     return entry.facts
             else:
                 entry = self._volumes[volume_id] = _Entry(pv_name=pv_name)
+            if not wait:  # the background thread loads it; this caller does not wait for the API
+                self._wake.set()
+                raise DriverError(f"{self.name}: volume {volume_id} not loaded yet (loading in the background)")
             if time.monotonic() < self._api_down_until:
                 raise DriverError(f"{self.name}: storage API unavailable ({entry.error or self._last_error})")
             waiting = self._inflight.get(volume_id)
