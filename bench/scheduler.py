@@ -1,8 +1,12 @@
 """Benchmark: scheduling throughput with and without the extender, on the real control plane.
 
 With N simulated nodes (default 1,000, each with a Longhorn node) and one
-Longhorn volume per pod (2 replicas on random nodes), three kinds of rounds of
-300 pods each, on one cluster:
+Longhorn volume per pod (2 replicas on random nodes; `--volumes 2` gives each
+pod two), three kinds of rounds of 300 pods each, on one cluster. A round's
+pods are a StatefulSet's (Parallel pod management, claims made beforehand and
+bound), created through the webhook as the shipped install does, while every
+kube-scheduler is paused (SIGSTOP); the round is timed from their release to
+the last binding, so it measures scheduling, not pod creation. Kinds:
 - stork: the pods go through the `stork` scheduler, which calls the extender
   (filter + prioritize, NodeNames mode, TLS);
 - default: the same pods opt out of stork and go through `default-scheduler`,
@@ -18,8 +22,8 @@ bound per second per round, the share of pods bound to a node holding a replica
 of their volume, the medians and their ratios, and CPU and apiserver requests
 per pod by process.
 
-    python bench/scheduler.py [--nodes 1000] [--pods 300] [--rounds 5] [--no-floor]
-                              [--stork-percentage N]
+    python bench/scheduler.py [--nodes 1000] [--pods 300] [--volumes 1|2] [--rounds 5] [--no-floor]
+                              [--stork-percentage N] [--no-locality-constraint]
                               [--extender-server granian|gunicorn] [--extender-app stork|floor]
 
 `--extender-server gunicorn` serves the extenders under gunicorn instead of
@@ -28,6 +32,10 @@ extender itself by the empty handler (no separate floor rounds then).
 `--stork-percentage` sets percentageOfNodesToScore on the schedulers that call
 an extender: kube-scheduler stops looking for feasible nodes once it has that
 share of the cluster, so the extender only sees (and can only prefer) those.
+`--no-locality-constraint` runs the webhook without the replica-node constraint
+(storkcore/locality.py), as stork-py was before it: the sampling then decides.
+Every kube-scheduler gets the same client budget (qps 1000, burst 2000), so
+that no scheduler is capped at the same binding rate by its API client.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ import argparse
 import os
 import random
 import re
+import signal
 import ssl
 import statistics
 import sys
@@ -58,6 +67,9 @@ from storkcore.kube import Kube, Resource
 
 NAMESPACE = "bench"
 PODS = Resource("", "v1", "pods", NAMESPACE)
+STATEFULSETS = Resource("apps", "v1", "statefulsets", NAMESPACE)
+SET_NAME = "bench"
+CLAIM_TEMPLATES = ("data", "logs")  # a pod's claims: <template>-bench-<ordinal>
 OPT_OUT = {"stork.libopenstorage.org/disable-admission-controller": "true"}
 
 
@@ -67,8 +79,31 @@ def in_parallel(work, items, threads: int = 16) -> None:
             pass
 
 
-def populate(cluster: LocalCluster, node_count: int, pod_count: int) -> list[list[str]]:
-    """The nodes, and one bound claim per pod; returns each claim's replica nodes."""
+@dataclass
+class Layout:
+    """Where the data is: each pod's volumes' replica nodes, and each node's rack."""
+
+    replicas: list[list[list[str]]]  # pod ordinal -> volume -> replica nodes
+    racks: dict[str, str]  # node -> "zone/rack"
+
+    def score(self, pod: int, node: str) -> int:
+        """The locality score SPEC §5 gives the node (replica 100, same rack 50, same zone 25)."""
+        total = 0
+        for replica_nodes in self.replicas[pod]:
+            if node in replica_nodes:
+                total += 100
+            elif self.racks[node] in {self.racks[r] for r in replica_nodes}:
+                total += 50
+            elif self.racks[node].split("/")[0] in {self.racks[r].split("/")[0] for r in replica_nodes}:
+                total += 25
+        return total
+
+    def best(self, pod: int) -> int:
+        return max(self.score(pod, node) for node in self.racks)
+
+
+def populate(cluster: LocalCluster, node_count: int, pod_count: int, volumes: int) -> Layout:
+    """The nodes, and bound claims for each pod's volumes."""
     nodes = [NodeSpec(f"n{i:04d}", zone=f"zone-{i % 3}", rack=f"rack-{i % 12}") for i in range(node_count)]
     kube = cluster.kube()
 
@@ -81,16 +116,18 @@ def populate(cluster: LocalCluster, node_count: int, pod_count: int) -> list[lis
     simulate.longhorn_class(kube)
     cluster.ensure_namespace(NAMESPACE)
     rng = random.Random(7)
-    replicas = [rng.sample([n.name for n in nodes], 2) for _ in range(pod_count)]
+    replicas = [[rng.sample([n.name for n in nodes], 2) for _ in range(volumes)] for _ in range(pod_count)]
+    claims = [(i, v, f"{CLAIM_TEMPLATES[v]}-{SET_NAME}-{i}") for i in range(pod_count) for v in range(volumes)]
 
-    def volume(i: int) -> None:
-        simulate.add_longhorn_volume(kube, f"vol-{i}", replicas[i])
-        simulate.longhorn_claim(kube, NAMESPACE, f"data-{i}", f"vol-{i}")
+    def volume(claim: tuple[int, int, str]) -> None:
+        i, v, name = claim
+        simulate.add_longhorn_volume(kube, f"vol-{i}-{v}", replicas[i][v])
+        simulate.longhorn_claim(kube, NAMESPACE, name, f"vol-{i}-{v}")
 
-    in_parallel(volume, range(pod_count))
-    for i in range(pod_count):
-        simulate.wait_bound_claim(kube, NAMESPACE, f"data-{i}", timeout=300)
-    return replicas
+    in_parallel(volume, claims)
+    for _, _, name in claims:
+        simulate.wait_bound_claim(kube, NAMESPACE, name, timeout=300)
+    return Layout(replicas, {n.name: f"{n.zone}/{n.rack}" for n in nodes})
 
 
 def cpu_seconds(pid: int, children: bool = True) -> float:
@@ -135,7 +172,8 @@ def apiserver_requests(kube: Kube) -> Tally[str]:
 class Round:
     seconds: float
     schedulers: str  # who bound the pods
-    local: int  # pods bound to a node that holds a replica of their volume
+    local: int  # pods bound to a node that holds a replica of one of their volumes
+    best: int  # pods bound to a node with the best locality score in the cluster
 
 
 @dataclass
@@ -162,21 +200,67 @@ def round_orders(kinds: list[Kind]) -> list[list[Kind]]:
     return [[a, b, c], [c, b, a], [b, c, a], [a, c, b], [c, a, b], [b, a, c]]
 
 
-def run(kube: Kube, prefix: str, replicas: list[list[str]], kind: Kind) -> Round:
-    """Create one pod per claim at once; seconds until all are bound, who bound them, and where."""
-    pod_count = len(replicas)
+def schedulers(cluster: LocalCluster) -> list[int]:
+    """The pids of every kube-scheduler of the cluster."""
+    return [p.pid for name, p in cluster.control_plane.procs.running.items() if name.endswith("scheduler")]
 
-    def create(i: int) -> None:
-        body = simulate.pod_template([f"data-{i}"], kind.annotations)
-        body["metadata"]["name"] = f"{prefix}-{i}"
-        if kind.scheduler_name:
-            body["spec"]["schedulerName"] = kind.scheduler_name
-        body["metadata"]["labels"] = {"bench-round": prefix}
-        kube.create(PODS, NAMESPACE, {"apiVersion": "v1", "kind": "Pod", **body})
 
+def statefulset(prefix: str, kind: Kind, pod_count: int, volumes: int) -> dict:
+    """The round's pods as a StatefulSet's, on the claims made beforehand (the templates only name them)."""
+    template = simulate.pod_template([], kind.annotations)
+    template["metadata"]["labels"] = {"bench-round": prefix}
+    template["spec"]["volumes"] = []
+    template["spec"]["containers"][0]["volumeMounts"] = [
+        {"name": CLAIM_TEMPLATES[v], "mountPath": f"/{CLAIM_TEMPLATES[v]}"} for v in range(volumes)
+    ]
+    if kind.scheduler_name:
+        template["spec"]["schedulerName"] = kind.scheduler_name
+    claim_templates = [
+        {
+            "metadata": {"name": CLAIM_TEMPLATES[v]},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": "longhorn",
+                "resources": {"requests": {"storage": "2Gi"}},
+            },
+        }
+        for v in range(volumes)
+    ]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": SET_NAME, "namespace": NAMESPACE},
+        "spec": {
+            "replicas": pod_count,
+            "serviceName": SET_NAME,
+            "podManagementPolicy": "Parallel",
+            "selector": {"matchLabels": {"bench-round": prefix}},
+            "template": template,
+            "volumeClaimTemplates": claim_templates,
+        },
+    }
+
+
+def run(cluster: LocalCluster, prefix: str, layout: Layout, kind: Kind, pod_count: int) -> Round:
+    """Create the round's pods with every scheduler paused, release them; seconds until all are
+    bound, who bound them, and where."""
+    kube = cluster.kube()
+    volumes = len(layout.replicas[0])
     round_pods = {"labelSelector": f"bench-round={prefix}"}
+    paused = schedulers(cluster)
+    for pid in paused:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        kube.create(STATEFULSETS, NAMESPACE, statefulset(prefix, kind, pod_count, volumes))
+        deadline = time.monotonic() + 300
+        while len(kube.request("GET", PODS.collection_path(), round_pods)["items"]) < pod_count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{prefix}: the StatefulSet did not create its pods in 5 minutes")
+            time.sleep(0.5)
+    finally:
+        for pid in paused:
+            os.kill(pid, signal.SIGCONT)
     started = time.monotonic()
-    in_parallel(create, range(pod_count))
     deadline = started + 600
     while time.monotonic() < deadline:
         # One unbound pod at most: a cheap question, so that polling takes little of the CPU
@@ -187,10 +271,12 @@ def run(kube: Kube, prefix: str, replicas: list[list[str]], kind: Kind) -> Round
             elapsed = time.monotonic() - started
             pods = kube.request("GET", PODS.collection_path(), round_pods)["items"]
             assert len(pods) == pod_count and all(p["spec"].get("nodeName") for p in pods)
-            schedulers = {p["spec"]["schedulerName"] for p in pods}
-            local = sum(p["spec"]["nodeName"] in replicas[int(p["metadata"]["name"].rsplit("-", 1)[1])] for p in pods)
+            bound_by = {p["spec"]["schedulerName"] for p in pods}
+            placed = [(int(p["metadata"]["name"].rsplit("-", 1)[1]), p["spec"]["nodeName"]) for p in pods]
+            local = sum(any(node in r for r in layout.replicas[i]) for i, node in placed)
+            best = sum(layout.score(i, node) == layout.best(i) for i, node in placed)
             remove_round(kube, prefix)
-            return Round(elapsed, ",".join(sorted(schedulers)), local)
+            return Round(elapsed, ",".join(sorted(bound_by)), local, best)
         time.sleep(0.1)
     raise TimeoutError(f"{prefix}: pods not all bound in 10 minutes")
 
@@ -249,8 +335,15 @@ def add_floor_scheduler(cluster: LocalCluster, stork: Stork, server: str, percen
 
 
 def remove_round(kube: Kube, prefix: str) -> None:
-    """Delete a round's pods at once (no kubelet will ever confirm), so every round starts alike."""
+    """Delete a round's StatefulSet, then its pods at once (no kubelet will ever confirm), so
+    every round starts alike."""
     selector = {"labelSelector": f"bench-round={prefix}"}
+    kube.request("DELETE", STATEFULSETS.object_path(NAMESPACE, SET_NAME), body={"propagationPolicy": "Orphan"})
+    deadline = time.monotonic() + 60
+    while kube.get(STATEFULSETS, NAMESPACE, SET_NAME) is not None:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{prefix}: StatefulSet not deleted")
+        time.sleep(0.2)
     kube.request("DELETE", PODS.collection_path(), {**selector, "gracePeriodSeconds": "0"})
     deadline = time.monotonic() + 120
     while kube.request("GET", PODS.collection_path(), selector)["items"]:
@@ -265,29 +358,37 @@ class Totals:
 
     rates: list[float] = field(default_factory=list)  # pods/s, one per round
     schedulers: str = ""
-    local: int = 0  # pods bound next to a replica of their volume
+    local: int = 0  # pods bound next to a replica of one of their volumes
+    best: int = 0  # pods bound to a node with the best locality score
     cpu: dict[str, float] = field(default_factory=dict)  # process -> CPU seconds
     requests: Tally[str] = field(default_factory=Tally)  # apiserver requests
 
 
-def measure(cluster: LocalCluster, replicas: list[list[str]], kinds: list[Kind], rounds: int) -> dict[str, Totals]:
+def measure(cluster: LocalCluster, layout: Layout, kinds: list[Kind], rounds: int) -> dict[str, Totals]:
     kube = cluster.kube()
+    pod_count = len(layout.replicas)
     for kind in kinds:  # first requests pay for imports and cold caches
-        run(kube, f"warmup-{kind.name}", replicas[: min(50, len(replicas))], kind)
+        run(cluster, f"warmup-{kind.name}", layout, kind, min(50, pod_count))
     totals = {kind.name: Totals() for kind in kinds}
     orders = round_orders(kinds)
     for round_number in range(rounds):
         for kind in orders[round_number % len(orders)]:
             total = totals[kind.name]
             before, requests_before = cpu_by_process(cluster), apiserver_requests(kube)
-            result = run(kube, f"{kind.name}-{round_number}", replicas, kind)
+            result = run(cluster, f"{kind.name}-{round_number}", layout, kind, pod_count)
             after = cpu_by_process(cluster)
             total.requests.update(apiserver_requests(kube) - requests_before)
             for process, used in after.items():
                 total.cpu[process] = total.cpu.get(process, 0.0) + used - before.get(process, used)
-            total.rates.append(len(replicas) / result.seconds)
-            total.schedulers, total.local = result.schedulers, total.local + result.local
-            local_share = f"{result.local / len(replicas):4.0%} on a replica node"
+            total.rates.append(pod_count / result.seconds)
+            total.schedulers, total.local, total.best = (
+                result.schedulers,
+                total.local + result.local,
+                total.best + result.best,
+            )
+            local_share = (
+                f"{result.local / pod_count:4.0%} on a replica node, {result.best / pod_count:4.0%} best score"
+            )
             print(f"round {round_number + 1}: {kind.name:8s} {total.rates[-1]:6.1f} pods/s, {local_share}", flush=True)
     return totals
 
@@ -302,11 +403,13 @@ def report(totals: dict[str, Totals], pods: int, extender: str) -> None:
             calls[name],
             " ".join(f"{r:.1f}" for r in total.rates),
             f"{medians[name]:.1f}",
-            f"{total.local / pods:.0%}",
+            f"{total.local / pods:.1%}",
+            f"{total.best / pods:.1%}",
         )
         for name, total in totals.items()
     ]
-    print_table(["scheduler", "calls", "pods/s per round", "median pods/s", "on a replica node"], rows)
+    headers = ["scheduler", "calls", "pods/s per round", "median pods/s", "on a replica node", "at the best score"]
+    print_table(headers, rows)
     print(f"ratio of medians (with extender / without): {medians['stork'] / medians['default']:.2f}")
     if "floor" in medians:
         print(f"ratio of medians (empty extender / without): {medians['floor'] / medians['default']:.2f}")
@@ -338,6 +441,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--nodes", type=int, default=1000)
     parser.add_argument("--pods", type=int, default=300)
+    parser.add_argument("--volumes", type=int, choices=[1, 2], default=1, help="volumes per pod (2 replicas each)")
+    parser.add_argument(
+        "--no-locality-constraint",
+        action="store_true",
+        help="run the webhook without the replica-node constraint (as before it existed)",
+    )
     parser.add_argument("--rounds", type=int, default=5, help="rounds per kind, alternating (ABBA..., ABC CBA ...)")
     parser.add_argument("--extender-server", choices=["gunicorn", "granian"], default="granian")
     parser.add_argument("--extender-app", choices=["stork", "floor"], default="stork")
@@ -362,17 +471,25 @@ def main() -> None:
     cluster = LocalCluster.create()
     try:
         cluster.start()
-        stork = cluster.add_stork("longhorn", percentage_of_nodes_to_score=args.stork_percentage)
+        stork = cluster.add_stork(
+            "longhorn",
+            percentage_of_nodes_to_score=args.stork_percentage,
+            webhook_args=["--no-locality-constraint"] if args.no_locality_constraint else [],
+            ready_timeout=600,
+        )
         if (args.extender_server, args.extender_app) != ("granian", "stork"):  # stork-extender's default
             replace_extender(cluster, stork, args.extender_server, args.extender_app)
         if FLOOR in kinds:
             add_floor_scheduler(cluster, stork, args.extender_server, args.stork_percentage)
         setup_started = time.monotonic()
-        replicas = populate(cluster, args.nodes, args.pods)
+        layout = populate(cluster, args.nodes, args.pods, args.volumes)
+        took = time.monotonic() - setup_started
         print(
-            f"cluster: {args.nodes} nodes, {args.pods} bound Longhorn claims ({time.monotonic() - setup_started:.0f} s)"
+            f"cluster: {args.nodes} nodes, {args.pods} pods with {args.volumes} bound Longhorn claim(s) ({took:.0f} s)"
         )
-        totals = measure(cluster, replicas, kinds, args.rounds)
+        locality = "off" if args.no_locality_constraint else "on"
+        print(f"webhook's replica-node constraint: {locality}", flush=True)
+        totals = measure(cluster, layout, kinds, args.rounds)
     finally:
         cluster.stop()
     report(totals, args.pods * args.rounds, f"{args.extender_app} app under {args.extender_server}")

@@ -266,7 +266,9 @@ class ControlPlane:
         config: dict = {
             "apiVersion": "kubescheduler.config.k8s.io/v1beta1",
             "kind": "KubeSchedulerConfiguration",
-            "clientConnection": {"kubeconfig": str(self.kubeconfig), "qps": 200, "burst": 400},
+            # One client budget for every scheduler, high enough that none is capped at the same
+            # binding rate by its API client (1.20's default qps 50 would hide an extender's cost).
+            "clientConnection": {"kubeconfig": str(self.kubeconfig), "qps": 1000, "burst": 2000},
             "leaderElection": {"leaderElect": False},
             # With --config these replace --port: the default 0.0.0.0:10251 would clash.
             "healthzBindAddress": health,

@@ -51,6 +51,7 @@ class Stork:
     namespace_labels: dict[str, str] = field(default_factory=dict)  # only namespaces with these labels
     extender_timeout: str = "5s"
     percentage_of_nodes_to_score: int = 0  # the scheduler's; 0 is kube-scheduler's default
+    webhook_args: list[str] = field(default_factory=list)  # extra stork-webhook flags
     ready_timeout: float = 60.0  # seconds for caches to sync at start (large benchmark clusters need more)
     extender_port: int = 0
     webhook_port: int = 0
@@ -229,6 +230,7 @@ class Stork:
                 self.scheduler_name,
                 "--workers",
                 "1",
+                *self.webhook_args,
             ],
         )
         wait_until(

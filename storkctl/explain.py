@@ -20,11 +20,13 @@ from extender.app import Extender
 from extender.metrics import ExtenderMetrics
 from extender.protocol import ExtenderArgs
 from extender.scoring import explain_score
+from storkcore import annotations as ann
 from storkcore import cli, objects
 from storkcore.cluster import ClusterState
 from storkcore.drivers import make_driver
 from storkcore.events import EventRecorder
 from storkcore.kube import NODES, PODS, Kube, Resource
+from storkcore.locality import held_nodes
 from storkcore.pods import assess_pod, claim_names
 from storkctl.objects import Refused, print_table
 
@@ -132,7 +134,14 @@ def _report(driver, pod: dict[str, Any], args: argparse.Namespace) -> dict[str, 
         "chosen": chosen,
         "chosen_holds_replica": bool(chosen_storage) and chosen_storage in holders,
         "kept_replica_nodes": [name for name in names if name not in failed and candidates[name].storage_id in holders],
+        "locality": locality_of(pod),
     }
+
+
+def locality_of(pod: Any) -> dict[str, Any]:
+    """What the webhook did for locality at scale: the nodes it held the pod to, or why none."""
+    why_not = objects.annotations(pod).get(ann.LOCALITY)
+    return {"held_to": held_nodes(pod), "why_not": why_not if isinstance(why_not, str) else ""}
 
 
 def print_report(report: Mapping[str, Any], output: str) -> None:
@@ -151,6 +160,7 @@ def print_report(report: Mapping[str, Any], output: str) -> None:
     for problem in ("blocked", "driver_error"):
         if report[problem]:
             print(f"  {problem.replace('_', ' ')}: {report[problem]}")
+    print(_locality_line(report["locality"]))
     rows = [["NODE", "VERDICT", "SCORE", "WHY"]]
     for row in report["nodes"]:
         why = row["reason"] if row["verdict"] == "fails" else "; ".join(row["parts"])
@@ -165,6 +175,17 @@ def print_report(report: Mapping[str, Any], output: str) -> None:
             print(_why_not_on_a_replica(report["kept_replica_nodes"], len(report["nodes"])))
     else:
         print("Not scheduled yet.")
+
+
+def _locality_line(locality: Mapping[str, Any]) -> str:
+    if locality["held_to"]:
+        return (
+            f"  locality: held to its replica nodes {', '.join(locality['held_to'])} at admission (a required node "
+            "affinity the webhook wrote), so kube-scheduler's sampling could not leave them out"
+        )
+    if locality["why_not"]:
+        return f"  locality: {locality['why_not']}"
+    return "  locality: not considered at admission (the webhook did not send this pod, or ran without it)"
 
 
 def _why_not_on_a_replica(kept_replica_nodes: list[str], node_count: int) -> str:

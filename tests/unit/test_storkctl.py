@@ -246,3 +246,31 @@ def test_explain_says_why_a_pod_is_not_on_a_kept_replica_node(node_count, capsys
     assert report["chosen_holds_replica"]
     print_report(report, "table")
     assert "did not offer" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("annotations", "line"),
+    [
+        (
+            {"stork.libopenstorage.org/replica-nodes": "n1,n2"},
+            "locality: held to its replica nodes n1, n2 at admission",
+        ),
+        (
+            {"stork.libopenstorage.org/locality": "not held to replica nodes: the pod has topologySpreadConstraints"},
+            "locality: not held to replica nodes: the pod has topologySpreadConstraints",
+        ),
+        ({}, "locality: not considered at admission"),
+    ],
+)
+def test_explain_says_which_mechanism_kept_the_pod_next_to_its_data(annotations, line, capsys):
+    from storkctl.explain import _report, print_report
+    from tests.builders import longhorn_world, pod
+
+    world = longhorn_world({f"n{i}": {} for i in range(1, 4)}, {"vol1": ["n1", "n2"]})
+    args = build_parser().parse_args(["explain", "pod", "app", "--driver", "longhorn", "--score-mode", "stork"])
+    report = _report(world.driver, pod("app", ["pvc-vol1"], node="n1", annotations=annotations), args)
+    assert report["locality"]["held_to"] == (
+        ["n1", "n2"] if annotations.get("stork.libopenstorage.org/replica-nodes") else []
+    )
+    print_report(report, "table")
+    assert line in capsys.readouterr().out
