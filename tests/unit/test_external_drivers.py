@@ -491,3 +491,29 @@ def test_px_shared_secret_and_issuer_from_the_environment(px, monkeypatch):
     monkeypatch.setenv("PX_JWT_ISSUER", "issuer.example")
     world = px_world(px)  # no secret in the options: the environment's, as the install sets it
     assert world.driver.node("id-1").scheduler_id == "n1"
+
+
+def test_admission_never_waits_for_the_storage_api_and_holds_pods_once_loaded(refreshing):
+    """The webhook's locality decision reads replica locations only from memory: a volume not
+    loaded yet leaves the pod unconstrained (no API call while it waits) and is loaded by the
+    background thread, after which the next pod is held to its replica node."""
+    import datetime
+
+    from storkcore.locality import decide_locality
+    from storkcore.nodetable import NodeTable
+
+    _, world = refreshing
+    world.server.latency = 1.0  # any call on the admission path would show as a 1 s wait
+    the_pod = claims_pod("vol2")
+    the_pod["metadata"]["ownerReferences"] = [{"kind": "ReplicaSet", "name": "rs", "uid": "u", "controller": True}]
+    now = datetime.datetime.now(datetime.UTC)
+    table = NodeTable(world.driver)
+    started = time.monotonic()
+    first = decide_locality(world.driver, table, the_pod, "default", now)
+    assert time.monotonic() - started < 0.5
+    assert not first.constrained and "not loaded yet" in first.reason
+    world.server.latency = 0.0
+    wait_for(
+        lambda: decide_locality(world.driver, table, the_pod, "default", now).nodes == ("n2",),
+        "the background thread never loaded the volume",
+    )
