@@ -16,6 +16,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
@@ -98,6 +99,7 @@ def hogs(kube, namespace: str, nodes: list[str]) -> Iterator[None]:
         body = simulate.pod_template([], {"stork.libopenstorage.org/disable-admission-controller": "true"})
         body["metadata"]["name"] = name
         body["spec"]["nodeName"] = node
+        body["spec"]["automountServiceAccountToken"] = False  # the namespace may have no token yet
         body["spec"]["containers"][0]["resources"] = {"requests": {"cpu": "15"}}
         kube.create(PODS, namespace, {"apiVersion": "v1", "kind": "Pod", **body})
         names.append(name)
@@ -258,15 +260,23 @@ EXTRA_NODES = 300  # with the six: kube-scheduler samples 144 of 306 nodes
 def many_nodes(cluster, longhorn):
     specs = [NodeSpec(f"many-{i:03d}", zone="zone-c", rack=f"rack-c{i % 10}") for i in range(EXTRA_NODES)]
     kube = cluster.kube()
-    for i, spec in enumerate(specs):
+
+    def add(indexed: tuple[int, NodeSpec]) -> None:
+        i, spec = indexed
         simulate.add_node(kube, spec.name, spec.labels(), internal_ip=f"10.2.{i // 250}.{i % 250 + 1}")
         simulate.add_longhorn_node(kube, spec.name, zone=spec.zone)
+
+    def remove(spec: NodeSpec) -> None:
+        kube.delete(NODES, "", spec.name)
+        kube.delete(simulate.LH["nodes"], simulate.LONGHORN_NAMESPACE, spec.name)
+
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(add, enumerate(specs)))
     try:
         yield [s.name for s in specs]
     finally:
-        for spec in specs:
-            kube.delete(NODES, "", spec.name)
-            kube.delete(simulate.LH["nodes"], simulate.LONGHORN_NAMESPACE, spec.name)
+        with ThreadPoolExecutor(16) as pool:
+            list(pool.map(remove, specs))
 
 
 def test_above_100_nodes_every_held_pod_lands_on_a_replica_node(kube, cluster, longhorn, many_nodes):
@@ -278,17 +288,14 @@ def test_above_100_nodes_every_held_pod_lands_on_a_replica_node(kube, cluster, l
     import random
 
     rng = random.Random(24)
-    placed: dict[str, list[str]] = {}
-    for i in range(20):
-        replicas_on = rng.sample(many_nodes, 2)
+    placed = {f"app-{i}": rng.sample(many_nodes, 2) for i in range(20)}
+    for i, replicas_on in enumerate(placed.values()):  # every claim first: binding takes seconds each
         volume = unique("vol")
         simulate.add_longhorn_volume(kube, volume, replicas_on)
-        claim = f"data-{i}"
-        simulate.longhorn_claim(kube, namespace, claim, volume)
-        wait_bound_claim(kube, namespace, claim)
-        app = f"app-{i}"
-        simulate.deployment(kube, namespace, app, [claim])
-        placed[app] = replicas_on
+        simulate.longhorn_claim(kube, namespace, f"data-{i}", volume)
+    for i, app in enumerate(placed):
+        wait_bound_claim(kube, namespace, f"data-{i}")
+        simulate.deployment(kube, namespace, app, [f"data-{i}"])
     for app, replicas_on in placed.items():
         pod = bound(kube, namespace, app, timeout=120)
         assert pod["metadata"]["annotations"][REPLICA_NODES] == ",".join(sorted(replicas_on))
@@ -304,6 +311,7 @@ def test_above_100_nodes_a_prefer_local_only_pod_is_scheduled_in_one_cycle(kube,
     simulate.longhorn_claim(kube, namespace, "data", volume)
     wait_bound_claim(kube, namespace, "data")
     pod = simulate.pod_template(["data"], {"stork.libopenstorage.org/preferLocalNodeOnly": "true"})
+    pod["spec"]["automountServiceAccountToken"] = False
     pod["metadata"]["name"] = "bare"  # no controller: held all the same, since only replica nodes pass its filter
     kube.create(PODS, namespace, {"apiVersion": "v1", "kind": "Pod", **pod})
     found = wait_for(lambda: (kube.get(PODS, namespace, "bare") or {}).get("spec", {}).get("nodeName"), 60, "binding")
