@@ -94,6 +94,14 @@ class SimulatedLinstor(SimulatedSystem):
                 "resource_layers": ["DRBD", "STORAGE"],
             }
 
+    def set_node_labels(self, name: str, labels: dict[str, str]) -> None:
+        """The node's `Aux/topology/<label>` properties (as piraeus copies them), replaced."""
+        with self._lock:
+            props = self.nodes[name]["props"]
+            for key in [k for k in props if k.startswith("Aux/topology/") and not k.endswith("kubernetes.io/hostname")]:
+                del props[key]
+            props.update({f"Aux/topology/{k}": v for k, v in labels.items()})
+
     def set_connection(self, name: str, status: str) -> None:
         """ONLINE, OFFLINE, CONNECTED, ..."""
         with self._lock:

@@ -118,6 +118,10 @@ class SimulatedPortworx(SimulatedSystem):
         with self._lock:
             self.nodes[node_id]["Status"] = status
 
+    def set_node_labels(self, node_id: str, labels: dict[str, str]) -> None:
+        with self._lock:
+            self.nodes[node_id]["NodeLabels"] = dict(labels)
+
     def remove_node(self, node_id: str) -> None:
         with self._lock:
             self.nodes.pop(node_id, None)

@@ -39,7 +39,10 @@ class Backend:
         offline: Iterable[str] = (),
         shared: Iterable[str] = (),
         identity: str = "name",
+        labels_on: str = "both",
     ) -> World:
+        """`labels_on`: where the nodes' topology labels go: "both", "kubernetes" (the
+        Kubernetes nodes only) or "storage" (the storage system's nodes only)."""
         raise NotImplementedError
 
     def set_replicas(self, world: World, volume: str, nodes: list[str]) -> None:
@@ -53,13 +56,36 @@ class Backend:
         pass
 
 
+def labels_for(labels_on: str, where: str, labels: Mapping[str, str]) -> Mapping[str, str]:
+    """The labels a node gets on one side ("kubernetes" or "storage")."""
+    return labels if labels_on in ("both", where) else {}
+
+
 class LonghornBackend(Backend):
     name = "longhorn"
-    cannot = {"identity": "Longhorn names its nodes after the Kubernetes node"}
+    cannot = {
+        "identity": "Longhorn names its nodes after the Kubernetes node",
+        "rack_on_storage": "a Longhorn node has a zone and a region (copied from the node) but no rack",
+    }
 
-    def world(self, nodes, volumes, storage_down=(), offline=(), shared=(), identity="name"):
+    def world(self, nodes, volumes, storage_down=(), offline=(), shared=(), identity="name", labels_on="both"):
+        from tests.builders import lh_node
+
         modes = {v: "rwx" for v in shared}
-        return longhorn_world(nodes, volumes, storage_down=storage_down, offline=offline, access_modes=modes)
+        k8s_side = {n: labels_for(labels_on, "kubernetes", labels) for n, labels in nodes.items()}
+        world = longhorn_world(k8s_side, volumes, storage_down=storage_down, offline=offline, access_modes=modes)
+        if labels_on == "storage":  # Longhorn's status copies of zone and region, the node unlabelled
+            for n, labels in nodes.items():
+                world.add(
+                    lh_node(
+                        n,
+                        ready=n not in offline,
+                        disk_ready=n not in storage_down,
+                        zone=labels.get("topology.kubernetes.io/zone", ""),
+                        region=labels.get("topology.kubernetes.io/region", ""),
+                    )
+                )
+        return world
 
     def set_replicas(self, world, volume, nodes):
         from tests.builders import lh_replica
@@ -82,9 +108,10 @@ class CsiBackend(Backend):
         "shared": "the csi driver serves no volume over the network",
         "identity": "the csi driver's storage nodes are the Kubernetes nodes",
         "unknown_volume": "the PV is the volume: there is no storage system that could forget it",
+        "labels_on_storage": "the csi driver's storage nodes are the Kubernetes nodes: no labels of their own",
     }
 
-    def world(self, nodes, volumes, storage_down=(), offline=(), shared=(), identity="name"):
+    def world(self, nodes, volumes, storage_down=(), offline=(), shared=(), identity="name", labels_on="both"):
         return csi_world(nodes, volumes, offline=offline)
 
     def set_replicas(self, world, volume, nodes):
@@ -106,10 +133,17 @@ class _ExternalBackend(Backend):
         for server in self.servers:
             server.stop()
 
-    def _k8s(self, world: World, nodes: Mapping[str, Mapping[str, str]], volumes: Mapping[str, Iterable[str]]) -> None:
+    def _k8s(
+        self,
+        world: World,
+        nodes: Mapping[str, Mapping[str, str]],
+        volumes: Mapping[str, Iterable[str]],
+        labels_on: str = "both",
+    ) -> None:
         world.add(storage_class("fast", self.provisioner))
         for i, (node_name, labels) in enumerate(nodes.items()):
-            world.add(k8s_node(node_name, labels=labels, internal_ips=[internal_ip(i)]))
+            k8s_labels = labels_for(labels_on, "kubernetes", labels)
+            world.add(k8s_node(node_name, labels=k8s_labels, internal_ips=[internal_ip(i)]))
         for volume in volumes:
             world.add(self.pv(volume), pvc(f"pvc-{volume}", storage_class_name="fast", volume=volume))
 
@@ -142,12 +176,18 @@ class _ExternalBackend(Backend):
     def add_storage_volume(self, server: Any, volume: str, holders: list[str], shared: bool) -> None:
         raise NotImplementedError
 
-    def world(self, nodes, volumes, storage_down=(), offline=(), shared=(), identity="name"):
+    def world(self, nodes, volumes, storage_down=(), offline=(), shared=(), identity="name", labels_on="both"):
         server = self.new_server().start()
         self.servers.append(server)
         self.ids = {
             node_name: self.add_storage_node(
-                server, node_name, i, labels, identity, node_name in storage_down, node_name in offline
+                server,
+                node_name,
+                i,
+                labels_for(labels_on, "storage", labels),
+                identity,
+                node_name in storage_down,
+                node_name in offline,
             )
             for i, (node_name, labels) in enumerate(nodes.items())
         }
@@ -155,7 +195,7 @@ class _ExternalBackend(Backend):
             self.add_storage_volume(server, volume, [self.ids[h] for h in holders], volume in shared)
         world = World(self.name, **{self.endpoint_option: server.url}, **self.options)
         world.storage = server  # type: ignore[attr-defined]
-        self._k8s(world, nodes, volumes)
+        self._k8s(world, nodes, volumes, labels_on)
         self.sync(world)
         return world
 

@@ -23,8 +23,8 @@ import time
 from abc import abstractmethod
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar
 
 import requests
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -33,6 +33,8 @@ from storkcore import claims, objects
 from storkcore.cache import Store
 from storkcore.cluster import ClusterState
 from storkcore.drivers.base import Driver, DriverOptions
+from storkcore.kube import NODES
+from storkcore.matching import NodeIndex, TopologyLabels
 from storkcore.model import DriverError, StorageNode, Topology, Volume
 
 log = logging.getLogger("stork.driver")
@@ -125,10 +127,29 @@ def _short(err: Exception) -> str:
 
 
 class ExternalDriver(Driver):
-    """A driver whose nodes and volumes come from a storage API, kept in memory."""
+    """A driver whose nodes and volumes come from a storage API, kept in memory.
+
+    A storage node's topology is read from the Kubernetes Node it matches (SPEC §2, as upstream
+    reads it), with upstream's rack key for the driver understood too; the storage system's
+    own node labels only fill in a level the Kubernetes node lacks.
+    """
+
+    UPSTREAM_RACK_LABEL: ClassVar[str] = ""  # upstream Stork's rack label on Kubernetes nodes
 
     def __init__(self, cluster: ClusterState, options: DriverOptions) -> None:
         super().__init__(cluster, options)
+        rack_keys = tuple(
+            dict.fromkeys(
+                [*options.topology.rack, self.UPSTREAM_RACK_LABEL]
+                if self.UPSTREAM_RACK_LABEL
+                else options.topology.rack
+            )
+        )
+        self._node_topology = TopologyLabels(zone=options.topology.zone, region=options.topology.region, rack=rack_keys)
+        self._k8s_nodes = cluster.store(NODES)
+        self._api_index = NodeIndex(())  # the latest listing, for matching Kubernetes nodes to it
+        self._k8s_name: dict[str, str] = {}  # storage id -> the Kubernetes node it matches
+        self._k8s_nodes.add_listener(self._on_k8s_node)
         self._api_nodes: dict[str, StorageNode] = {}  # latest listing, by storage id
         self._volumes: dict[str, _Entry] = {}
         self._volumes_lock = threading.Lock()
@@ -220,11 +241,30 @@ class ExternalDriver(Driver):
             self._nodes_listed_at = time.monotonic()
         self._note_success("nodes")
         fresh = {node.storage_id: node for node in listed}
+        index = NodeIndex(fresh.values())
+        matched: dict[str, str] = {}
+        for k8s_node in self._k8s_nodes.list():
+            found = index.match(k8s_node)
+            if found is not None:
+                matched.setdefault(found.storage_id, objects.name(k8s_node))
         with self._nodes_lock:
             gone = set(self._api_nodes) - set(fresh)
-            self._api_nodes = fresh
+            self._api_nodes, self._api_index, self._k8s_name = fresh, index, matched
             for storage_id in [*fresh, *gone]:
                 self._refresh(storage_id)
+
+    def _on_k8s_node(self, old: dict | None, new: dict | None) -> None:
+        """A Kubernetes node changed: the storage node it matches may have a new topology."""
+        node = new if new is not None else old
+        with self._nodes_lock:
+            found = self._api_index.match(node)
+            if found is None:
+                return
+            if new is None:
+                self._k8s_name.pop(found.storage_id, None)
+            else:
+                self._k8s_name.setdefault(found.storage_id, objects.name(new))
+            self._refresh(found.storage_id)
 
     def _node_sources(self) -> Sequence[Store]:
         return ()
@@ -233,11 +273,26 @@ class ExternalDriver(Driver):
         return list(self._api_nodes)
 
     def _derive_node(self, source_name: str) -> StorageNode | None:
-        return self._api_nodes.get(source_name)
+        listed = self._api_nodes.get(source_name)
+        if listed is None:
+            return None
+        k8s_node = self._k8s_nodes.get("", self._k8s_name.get(source_name, ""))
+        return replace(listed, topology=self._topology(k8s_node, listed.topology))
+
+    def _topology(self, k8s_node: Mapping[str, Any] | None, own: Topology) -> Topology:
+        """The Kubernetes node's levels; the storage system's fill in the ones it lacks."""
+        labelled = self._node_topology.of(k8s_node) if k8s_node is not None else Topology()
+        return Topology(
+            region=labelled.region or own.region, zone=labelled.zone or own.zone, rack=labelled.rack or own.rack
+        )
 
     def _fresh_node(self, storage_id: str) -> StorageNode | None:
         try:
-            return self._inspect_node(storage_id)
+            found = self._inspect_node(storage_id)
+            if found is None:
+                return None
+            k8s_node = self._k8s_nodes.get("", self._k8s_name.get(storage_id, ""))
+            return replace(found, topology=self._topology(k8s_node, found.topology))
         except StorageApiError as err:
             raise DriverError(f"{self.name}: cannot read node {storage_id}: {err}") from err
 

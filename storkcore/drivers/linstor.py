@@ -120,6 +120,7 @@ class LinstorApi:
 
 class LinstorDriver(ExternalDriver):
     name = "linstor"
+    UPSTREAM_RACK_LABEL = "linstor/rack"
 
     def __init__(self, cluster: ClusterState, options: DriverOptions) -> None:
         super().__init__(cluster, options)

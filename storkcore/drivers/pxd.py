@@ -150,6 +150,7 @@ class PortworxApi(HttpApi):
 
 class PortworxDriver(ExternalDriver):
     name = "pxd"
+    UPSTREAM_RACK_LABEL = "px/rack"
 
     def __init__(self, cluster: ClusterState, options: DriverOptions) -> None:
         super().__init__(cluster, options)

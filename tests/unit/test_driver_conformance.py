@@ -103,3 +103,49 @@ def test_answers_follow_replicas_that_moved(backend):
     assert client.scores(claims_pod("vol1"), NODES) == [100, 5, 50, 5, 5]
     backend.set_replicas(world, "vol1", ["n5"])
     assert client.scores(claims_pod("vol1"), NODES) == [5, 5, 5, 5, 100]
+
+
+# -- topology: where the labels are (SPEC §2, "Topology of a node") ----------------------------
+
+# (level, labels per node n1..n5, expected scores) for one volume with replicas on n1 and n2.
+TOPOLOGY_CASES = [
+    ("rack", [topology_labels(rack=r) for r in "12123"], [100, 100, 50, 50, 5]),
+    ("zone", [topology_labels(zone=z) for z in "ababc"], [100, 100, 25, 25, 5]),
+    ("region", [topology_labels(region=r) for r in "ababc"], [100, 100, 10, 10, 5]),
+]
+
+
+@pytest.mark.parametrize("labels_on", ["kubernetes", "storage"])
+@pytest.mark.parametrize(("level", "labels", "expected"), TOPOLOGY_CASES, ids=[c[0] for c in TOPOLOGY_CASES])
+def test_topology_from_either_side(backend, labels_on, level, labels, expected):
+    """The Kubernetes node's labels are what counts (as upstream reads them); a storage system's
+    own node labels fill in where the Kubernetes node has none."""
+    if labels_on == "storage":
+        needs(backend, "labels_on_storage")
+        if level == "rack":
+            needs(backend, "rack_on_storage")
+    world = backend.world(dict(zip(NODES, labels, strict=True)), {"vol1": ["n1", "n2"]}, labels_on=labels_on)
+    assert ExtenderClient(world).scores(claims_pod("vol1"), NODES) == expected
+
+
+def test_the_kubernetes_nodes_labels_win_over_the_storage_systems(backend):
+    needs(backend, "labels_on_storage", "rack_on_storage")
+    world = backend.world(layout(["1", "2", "1", "2", "3"]), {"vol1": ["n1", "n2"]}, labels_on="kubernetes")
+    if backend.name in ("pxd", "linstor"):  # the storage system says otherwise: every node in one rack
+        for n in NODES:
+            world.storage.set_node_labels(backend.ids[n], topology_labels(rack="9"))  # type: ignore[attr-defined]
+        backend.sync(world)
+    assert ExtenderClient(world).scores(claims_pod("vol1"), NODES) == [100, 100, 50, 50, 5]
+
+
+@pytest.mark.parametrize("driver", ["pxd", "linstor"])
+def test_upstream_rack_labels_on_kubernetes_nodes_are_understood(driver):
+    """A cluster labelled for upstream Stork (`px/rack`, `linstor/rack`) keeps its racks."""
+    backend = BACKENDS[driver]()
+    try:
+        key = {"pxd": "px/rack", "linstor": "linstor/rack"}[driver]
+        nodes = {n: {key: r} for n, r in zip(NODES, "12123", strict=True)}
+        world = backend.world(nodes, {"vol1": ["n1", "n2"]}, labels_on="kubernetes")
+        assert ExtenderClient(world).scores(claims_pod("vol1"), NODES) == [100, 100, 50, 50, 5]
+    finally:
+        backend.close()
