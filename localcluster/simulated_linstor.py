@@ -13,6 +13,15 @@ code; checked in the tests with LINBIT's own client, `python-linstor`:
   `state.disk_state`); a satellite that is not connected has no `state`;
 - `GET /v1/resource-definitions/{R}/resources`: the same entries for one
   resource, or 404 when the resource definition does not exist;
+- `GET /v1/nodes/{N}`: one node, or 404 (`FAIL_NOT_FOUND_NODE`);
+- `GET /v1/resource-definitions[?resource_definitions=R&with_volume_definitions=true]`
+  and `GET /v1/resource-definitions/{R}`: resource definitions (`name`,
+  `resource_group_name`, `flags`, `props`, `layer_data`, `uuid`,
+  `volume_definitions` when asked), or 404 (`FAIL_NOT_FOUND_RSC_DFN`);
+- `GET /v1/resource-definitions/{R}/volume-definitions[/{VNR}]`: volume
+  definitions (`volume_number`, `size_kib`, `flags`, `props`, `layer_data`,
+  `uuid`), or 404 (`FAIL_NOT_FOUND_RSC_DFN`, `FAIL_NOT_FOUND_VLM_DFN`);
+- `GET /v1/controller/properties`: the controller's properties (a JSON object);
 - errors: a JSON array of ApiCallRc objects (`ret_code` with the error mask,
   `message`, `cause`, `obj_refs`), `application/json`.
 
@@ -34,7 +43,9 @@ from flask import Flask, Response, request
 from localcluster.simulated_http import SimulatedServer, SimulatedSystem
 
 MASK_ERROR = -(1 << 62)  # 0xC000000000000000 as a signed 64-bit number
+FAIL_NOT_FOUND_NODE = MASK_ERROR | 300
 FAIL_NOT_FOUND_RSC_DFN = MASK_ERROR | 301
+FAIL_NOT_FOUND_VLM_DFN = MASK_ERROR | 303
 FAIL_UNKNOWN_ERROR = MASK_ERROR | 0xFFFF
 DRBD_MINOR_BASE = 1000
 
@@ -48,6 +59,21 @@ def api_error(status: int, message: str, ret_code: int = FAIL_UNKNOWN_ERROR, **r
     return Response(json.dumps(body), status=status, content_type="application/json")
 
 
+def _no_definition(name: str) -> Response:
+    return api_error(404, f"Resource definition '{name}' not found.", FAIL_NOT_FOUND_RSC_DFN, RscDfn=name)
+
+
+def _volume_definition_json(name: str, minor: int) -> dict[str, Any]:
+    return {
+        "volume_number": 0,
+        "size_kib": 1048576,
+        "flags": [],
+        "props": {"DrbdCurrentGi": "0000000000000001"},
+        "layer_data": [{"type": "DRBD", "data": {"volume_number": 0, "minor_number": minor}}],
+        "uuid": f"vlmdfn-{name}-0",
+    }
+
+
 def _json(payload: Any) -> Response:
     return Response(json.dumps(payload), status=200, content_type="application/json")
 
@@ -59,6 +85,10 @@ class SimulatedLinstor(SimulatedSystem):
         self.nodes: dict[str, dict[str, Any]] = {}
         # (resource, node) -> {"kind": diskful|diskless|tiebreaker, "disk_state": str, "flags": [...]}
         self.resources: dict[tuple[str, str], dict[str, Any]] = {}
+        self.controller_props: dict[str, str] = {
+            "DrbdOptions/auto-quorum": "io-error",
+            "Autoplacer/Weights/MaxFreeSpace": "1",
+        }
         self._lock = threading.Lock()
         self.server = SimulatedServer(self._app(), tls=tls)
 
@@ -160,7 +190,7 @@ class SimulatedLinstor(SimulatedSystem):
             "flags": flags,
             "layer_object": {
                 "children": [{"type": "STORAGE", "storage": {"storage_volumes": []}}],
-                "rsc_name_suffix": "",
+                "resource_name_suffix": "",
                 "type": "DRBD",
                 "drbd": {"drbd_resource_definition": {"resource_name_suffix": ""}, "node_id": 0, "connections": {}},
             },
@@ -172,9 +202,36 @@ class SimulatedLinstor(SimulatedSystem):
             entry["state"] = {"in_use": False}
         return entry
 
+    def _defined(self, name: str) -> bool:
+        return any(r == name for r, _ in self.resources)
+
+    def _definition_json(self, name: str, with_volumes: bool) -> dict[str, Any]:
+        found: dict[str, Any] = {
+            "name": name,
+            "external_name": name,
+            "resource_group_name": "sc-simulated",
+            "flags": [],
+            "props": {"DrbdOptions/Resource/quorum": "majority"},
+            "layer_data": [
+                {"type": "DRBD", "data": {"peer_slots": 7, "al_stripes": 1, "al_stripe_size_kib": 32, "port": 7000,
+                                          "transport_type": "IP", "secret": "simulated", "down": False}},
+                {"type": "STORAGE"},
+            ],
+            "uuid": f"rscdfn-{name}",
+        }  # fmt: skip
+        if with_volumes:
+            found["volume_definitions"] = [_volume_definition_json(name, self._minor(name))]
+        return found
+
+    def _minors(self) -> dict[str, int]:
+        """The DRBD minor of each resource: one per resource definition, in name order."""
+        return {r: DRBD_MINOR_BASE + i for i, r in enumerate(sorted({r for r, _ in self.resources}))}
+
+    def _minor(self, name: str) -> int:
+        return self._minors()[name]
+
     def _entries(self, resources: list[str], nodes: list[str]) -> list[dict[str, Any]]:
-        names = sorted({r for r, _ in self.resources})
-        minors = {r: DRBD_MINOR_BASE + i for i, r in enumerate(names)}
+        minors = self._minors()
         return [
             self._resource_json(r, n, spec, minors[r])
             for (r, n), spec in sorted(self.resources.items())
@@ -202,13 +259,55 @@ class SimulatedLinstor(SimulatedSystem):
             with self._lock:
                 return _json(self._entries(request.args.getlist("resources"), request.args.getlist("nodes")))
 
+        @app.get("/v1/nodes/<name>")
+        def node(name: str) -> Response:
+            with self._lock:
+                found = self.nodes.get(name)
+                if found is None:
+                    return api_error(404, f"Node '{name}' not found.", FAIL_NOT_FOUND_NODE, Node=name)
+                return _json(found)
+
+        @app.get("/v1/controller/properties")
+        def controller_properties() -> Response:
+            return _json(dict(self.controller_props))
+
+        @app.get("/v1/resource-definitions")
+        def resource_definitions() -> Response:
+            wanted = request.args.getlist("resource_definitions")
+            with_volumes = request.args.get("with_volume_definitions") == "true"
+            with self._lock:
+                names = sorted({r for r, _ in self.resources})
+                return _json([self._definition_json(n, with_volumes) for n in names if not wanted or n in wanted])
+
+        @app.get("/v1/resource-definitions/<name>")
+        def resource_definition(name: str) -> Response:
+            with self._lock:
+                if not self._defined(name):
+                    return _no_definition(name)
+                return _json(self._definition_json(name, with_volumes=False))
+
+        @app.get("/v1/resource-definitions/<name>/volume-definitions")
+        def volume_definitions(name: str) -> Response:
+            with self._lock:
+                if not self._defined(name):
+                    return _no_definition(name)
+                return _json([_volume_definition_json(name, self._minor(name))])
+
+        @app.get("/v1/resource-definitions/<name>/volume-definitions/<int:number>")
+        def volume_definition(name: str, number: int) -> Response:
+            with self._lock:
+                if not self._defined(name):
+                    return _no_definition(name)
+                if number != 0:  # every simulated resource has one volume, number 0
+                    message = f"Volume definition '{number}' of resource definition '{name}' not found."
+                    return api_error(404, message, FAIL_NOT_FOUND_VLM_DFN, RscDfn=name, VlmNr=str(number))
+                return _json(_volume_definition_json(name, self._minor(name)))
+
         @app.get("/v1/resource-definitions/<name>/resources")
         def resources_of(name: str) -> Response:
             with self._lock:
-                if not any(r == name for r, _ in self.resources):
-                    return api_error(
-                        404, f"Resource definition '{name}' not found.", FAIL_NOT_FOUND_RSC_DFN, RscDfn=name
-                    )
+                if not self._defined(name):
+                    return _no_definition(name)
                 return _json(self._entries([name], []))
 
         @app.errorhandler(404)

@@ -517,3 +517,37 @@ def test_admission_never_waits_for_the_storage_api_and_holds_pods_once_loaded(re
         lambda: decide_locality(world.driver, table, the_pod, "default", now).nodes == ("n2",),
         "the background thread never loaded the volume",
     )
+
+
+def test_simulated_linstor_serves_the_routes_other_clients_read(ls):
+    """Upstream Stork's LINSTOR driver (golinstor) reads a resource definition, its resources and
+    its volume definition 0 per volume, and nodes one by one: python-linstor's calls for the same
+    routes get the objects; what does not exist is a 404 with LINSTOR's not-found return code."""
+    ls.add_node("n1", ip="10.0.0.1")
+    ls.add_resource("pvc-1", "n1")
+    ls.add_resource("pvc-2", "n1")
+    with linstor.Linstor(ls.url.replace("http://", "linstor://")) as client:
+        answer = client.resource_dfn_list(filter_by_resource_definitions=["pvc-1"])[0]
+        [definition] = answer.resource_definitions
+        assert definition.name == "pvc-1" and definition.resource_group_name
+        assert [v.number for v in definition.volume_definitions] == [0]
+        assert definition.volume_definitions[0].size == 1048576
+        assert {d.name for d in client.resource_dfn_list()[0].resource_definitions} == {"pvc-1", "pvc-2"}
+        assert client.controller_props()  # a JSON object of properties
+    for path in ("/v1/resource-definitions/pvc-1", "/v1/resource-definitions/pvc-1/volume-definitions/0"):
+        found = requests.get(ls.url + path, timeout=5)
+        assert found.status_code == 200, path
+    assert requests.get(ls.url + "/v1/resource-definitions/pvc-1", timeout=5).json()["name"] == "pvc-1"
+    assert requests.get(ls.url + "/v1/nodes/n1", timeout=5).json()["name"] == "n1"
+    entry = requests.get(ls.url + "/v1/view/resources?resources=pvc-1", timeout=5).json()[0]
+    assert "resource_name_suffix" in entry["layer_object"] and "rsc_name_suffix" not in entry["layer_object"]
+    for path, code in (
+        ("/v1/resource-definitions/absent", linstor.consts.FAIL_NOT_FOUND_RSC_DFN),
+        ("/v1/resource-definitions/absent/volume-definitions/0", linstor.consts.FAIL_NOT_FOUND_RSC_DFN),
+        ("/v1/resource-definitions/pvc-1/volume-definitions/3", linstor.consts.FAIL_NOT_FOUND_VLM_DFN),
+        ("/v1/nodes/absent", linstor.consts.FAIL_NOT_FOUND_NODE),
+    ):
+        missing = requests.get(ls.url + path, timeout=5)
+        assert missing.status_code == 404, path
+        reply = linstor.ApiCallResponse(missing.json()[0])
+        assert reply.is_error() and reply.ret_code % (1 << 64) == code, path  # a Java long on the wire
