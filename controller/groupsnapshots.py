@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from controller.rules import BackgroundTask, RuleFailed, RuleRunner
 from storkcore import objects
+from storkcore.rules import rule_problems
 from storkcore.selectors import label_selector_matches
 from storkcore.snapshots import (
     DEFAULT_SNAPSHOT_CLASS,
@@ -45,7 +46,6 @@ from storkcore.snapshots import (
     snapshot_error,
     snapshot_ready,
 )
-from webhook.rules import rule_problems
 
 log = logging.getLogger(__name__)
 FINISHED = (SUCCESSFUL, FAILED)

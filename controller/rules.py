@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from controller.execs import ExecUnavailable, Executor, PodGone, RunningExec, run_to_end
 from storkcore import objects
-from webhook.rules import WAIT_PLACEHOLDER
+from storkcore.rules import WAIT_PLACEHOLDER
 
 log = logging.getLogger(__name__)
 DEFAULT_CONTAINER = "kubectl.kubernetes.io/default-container"

@@ -14,11 +14,11 @@ from storkcore import objects
 from storkcore.cluster import StateUnavailable
 from storkcore.drivers.base import Driver
 from storkcore.kube import Resource
+from storkcore.rules import RULE_GROUP, rule_problems
 from storkcore.snapshots import RULES, SCHEDULE_POLICIES, SNAPSHOT_GROUP
 from storkcore.web import add_health_routes, json_error, json_response
 from webhook.admission import AdmissionSettings, Decision, LocalityOf, decide
 from webhook.review import NotAReview, Review, allow, deny, parse_review
-from webhook.rules import RULE_GROUP, rule_problems
 from webhook.schedules import schedule_policy_problems, snapshot_schedule_problems
 from webhook.snapshots import group_snapshot_problems, volume_snapshot_warnings
 

@@ -133,7 +133,7 @@ def test_the_example_schedule_is_valid_as_the_webhook_sees_it():
 
     import yaml
 
-    from webhook.rules import rule_problems
+    from storkcore.rules import rule_problems
     from webhook.schedules import schedule_policy_problems, snapshot_schedule_problems
 
     docs = {d["kind"]: d for d in yaml.safe_load_all(Path("manifests/examples/snapshot-schedule.yaml").read_text())}

@@ -1,4 +1,5 @@
-"""Validation of stork's own resources (SPEC §4), starting with `Rule`.
+"""The Rule model (SPEC §7.1): its group, the `${WAIT_CMD}` placeholder and its checks, used by the
+validating webhook (admission) and the controller (before running a rule).
 
 Every problem names its field path, as `kubectl` users expect:
 `rules[0].actions[1].value: must not be empty`.
