@@ -19,8 +19,13 @@ from storkcore.snapshots import RULES, SCHEDULE_POLICIES, SNAPSHOT_GROUP
 from storkcore.web import add_health_routes, json_error, json_response
 from webhook.admission import AdmissionSettings, Decision, LocalityOf, decide
 from webhook.review import NotAReview, Review, allow, deny, parse_review
-from webhook.schedules import schedule_policy_problems, snapshot_schedule_problems
-from webhook.snapshots import group_snapshot_problems, volume_snapshot_warnings
+from webhook.schedules import (
+    schedule_policy_problems,
+    schedule_policy_warnings,
+    snapshot_schedule_problems,
+    snapshot_schedule_warnings,
+)
+from webhook.snapshots import group_snapshot_problems, group_snapshot_warnings, volume_snapshot_warnings
 
 log = logging.getLogger(__name__)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
@@ -84,12 +89,18 @@ def validate(driver: Driver, review: Review) -> tuple[dict[str, Any], str]:
             review.object, lambda name: _read(driver, SCHEDULE_POLICIES, "", name, missing_is_unknown=False)
         ),
     }
+    notes: dict[str, Callable[[], list[str]]] = {
+        "GroupVolumeSnapshot": lambda: group_snapshot_warnings(review.object),
+        "SchedulePolicy": lambda: schedule_policy_warnings(review.object),
+        "VolumeSnapshotSchedule": lambda: snapshot_schedule_warnings(review.object),
+    }
     if group != RULE_GROUP or kind not in checks:
         return allow(review), "ignored"
     problems = checks[kind]()
     if problems:
         return deny(review, f"invalid {kind}: {'; '.join(problems)}"), "denied"
-    return allow(review), "allowed"
+    warnings = notes[kind]() if kind in notes else []
+    return allow(review, warnings=warnings), "warned" if warnings else "allowed"
 
 
 def _read(

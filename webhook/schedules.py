@@ -7,7 +7,7 @@ from typing import Any
 
 from controller.schedules import POLICY_TYPES, parse_time, parse_weekday
 from storkcore.selectors import label_selector_problems
-from webhook.snapshots import DNS_SUBDOMAIN
+from webhook.snapshots import DNS_SUBDOMAIN, option_problems, option_warnings
 
 PolicyLookup = Callable[[str], Mapping[str, Any] | None]  # name -> SchedulePolicy, None if absent or unknown
 
@@ -33,8 +33,8 @@ def schedule_policy_problems(policy: Any) -> list[str]:
 def _type_problems(path: str, kind: str, spec: Mapping[str, Any]) -> list[str]:
     problems = []
     retain = spec.get("retain")
-    if retain is not None and (not _whole(retain) or retain < 1):
-        problems.append(f"{path}.retain: must be 1 or more")
+    if retain is not None and (not _whole(retain) or retain < 0):
+        problems.append(f"{path}.retain: must be 1 or more (0: the default)")
     if kind == "interval":
         minutes = spec.get("intervalMinutes")
         if not _whole(minutes) or minutes < 1:
@@ -70,19 +70,21 @@ def snapshot_schedule_problems(schedule: Any, lookup_policy: PolicyLookup) -> li
         problems.append("spec.schedulePolicyName: must name a SchedulePolicy")
     elif lookup_policy(policy) is None:
         problems.append(f"spec.schedulePolicyName: SchedulePolicy {policy} does not exist")
-    if spec.get("reclaimPolicy") not in (None, "Delete", "Retain"):
+    if spec.get("reclaimPolicy") not in (None, "", "Delete", "Retain"):
         problems.append("spec.reclaimPolicy: must be Delete or Retain")
-    if "suspend" in spec and not isinstance(spec["suspend"], bool):
+    if spec.get("suspend") is not None and not isinstance(spec["suspend"], bool):
         problems.append("spec.suspend: must be true or false")
     for field in ("preExecRule", "postExecRule"):
         value = spec.get(field)
-        if value is not None and (not isinstance(value, str) or not DNS_SUBDOMAIN.match(value)):
+        if value not in (None, "") and (not isinstance(value, str) or not DNS_SUBDOMAIN.match(value)):
             problems.append(f"spec.{field}: must be the name of a Rule")
     template = spec.get("template")
     template_spec = template.get("spec") if isinstance(template, Mapping) else None
     if not isinstance(template_spec, Mapping):
         return [*problems, "spec.template.spec: must say persistentVolumeClaimName or pvcSelector"]
-    claim, selector = template_spec.get("persistentVolumeClaimName"), template_spec.get("pvcSelector")
+    problems += option_problems("spec.template.spec.options", template_spec.get("options"))
+    # Upstream's client writes an unset claim name as "" (and snapshotDataName, which is unused).
+    claim, selector = template_spec.get("persistentVolumeClaimName") or None, template_spec.get("pvcSelector")
     if (claim is None) == (selector is None):
         problems.append("spec.template.spec: needs exactly one of persistentVolumeClaimName and pvcSelector")
     elif claim is not None and (not isinstance(claim, str) or not DNS_SUBDOMAIN.match(claim)):
@@ -90,3 +92,26 @@ def snapshot_schedule_problems(schedule: Any, lookup_policy: PolicyLookup) -> li
     elif selector is not None:
         problems += label_selector_problems("spec.template.spec.pvcSelector", selector)
     return problems
+
+
+def schedule_policy_warnings(policy: Any) -> list[str]:
+    """Upstream fields that are kept and have no effect here."""
+    kinds = policy.get("policy") if isinstance(policy, Mapping) else None
+    found: list[str] = []
+    for kind in POLICY_TYPES:
+        spec = kinds.get(kind) if isinstance(kinds, Mapping) else None
+        if not isinstance(spec, Mapping):
+            continue
+        if spec.get("options"):
+            found.append(f"policy.{kind}.options: kept, has no effect in stork-py")
+        if spec.get("forceFullSnapshotDay"):
+            found.append(f"policy.{kind}.forceFullSnapshotDay: kept, has no effect (stork-py takes CSI snapshots)")
+    return found
+
+
+def snapshot_schedule_warnings(schedule: Any) -> list[str]:
+    template = schedule.get("spec", {}).get("template") if isinstance(schedule, Mapping) else None
+    template_spec = template.get("spec") if isinstance(template, Mapping) else None
+    if not isinstance(template_spec, Mapping):
+        return []
+    return option_warnings("spec.template.spec.options", template_spec.get("options"))

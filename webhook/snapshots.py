@@ -1,8 +1,11 @@
 """Validation of GroupVolumeSnapshots, and the warning for CSI snapshots that carry rules.
 
 A GroupVolumeSnapshot is denied when what it says cannot work: a malformed selector, rule
-names that are not names, a post-rule with background actions (nothing would release them).
-A Rule that does not exist yet is allowed: the controller waits for it in PreChecks.
+names that are not names, a post-rule with background actions (nothing would release them),
+an option value upstream Stork refuses or one stork-py cannot honour (a Portworx cloud
+snapshot). A Rule that does not exist yet is allowed: the controller waits for it in PreChecks.
+Objects written by upstream's Go client carry every field, unset strings as `""`: an empty
+name means "none", as upstream reads it. What is kept but has no effect gets a warning.
 """
 
 from __future__ import annotations
@@ -33,8 +36,9 @@ def group_snapshot_problems(group: Any, namespace: str, lookup_rule: RuleLookup)
         problems += label_selector_problems("spec.pvcSelector", spec.get("pvcSelector"))
     for field in ("preExecRule", "postExecRule", "volumeSnapshotClassName"):
         value = spec.get(field)
-        if value is not None and (not isinstance(value, str) or not DNS_SUBDOMAIN.match(value)):
+        if value not in (None, "") and (not isinstance(value, str) or not DNS_SUBDOMAIN.match(value)):
             problems.append(f"spec.{field}: must be the name of a {'Rule' if 'Rule' in field else 'class'}")
+    problems += option_problems("spec.options", spec.get("options"))
     retries = spec.get("maxRetries")
     if retries is not None and (not isinstance(retries, int) or isinstance(retries, bool) or retries < 0):
         problems.append("spec.maxRetries: must be a whole number, 0 or more")
@@ -49,6 +53,49 @@ def group_snapshot_problems(group: Any, namespace: str, lookup_rule: RuleLookup)
                         "only a pre-rule may hold the application"
                     )
     return problems
+
+
+# -- options (upstream passes them to the storage driver) -------------------------------------
+
+SNAPSHOT_TYPE_OPTION = "portworx/snapshot-type"
+SNAPSHOT_TYPES = ("local", "cloud")
+
+
+def option_problems(path: str, options: Any) -> list[str]:
+    """Option values upstream refuses, and the ones stork-py cannot honour."""
+    if options is None:
+        return []
+    if not isinstance(options, Mapping) or not all(isinstance(v, str) for v in options.values()):
+        return [f"{path}: must be a map of strings"]
+    kind = options.get(SNAPSHOT_TYPE_OPTION)
+    if kind in (None, "", "local"):
+        return []
+    if kind == "cloud":
+        return [
+            f"{path}.{SNAPSHOT_TYPE_OPTION}: cloud snapshots (uploaded to an object store) are not supported by "
+            "stork-py; use local, which is a CSI snapshot"
+        ]
+    return [f"{path}.{SNAPSHOT_TYPE_OPTION}: must be local or cloud, got {kind!r}"]
+
+
+def option_warnings(path: str, options: Any) -> list[str]:
+    """What an accepted option means here: `local` is a CSI snapshot; every other key is kept
+    and does nothing."""
+    if not isinstance(options, Mapping):
+        return []
+    found = []
+    if options.get(SNAPSHOT_TYPE_OPTION) == "local":
+        found.append(f"{path}.{SNAPSHOT_TYPE_OPTION}: local is taken as a CSI snapshot of each volume")
+    found += [f"{path}.{key}: kept, has no effect in stork-py" for key in options if key != SNAPSHOT_TYPE_OPTION]
+    return found
+
+
+def group_snapshot_warnings(group: Any) -> list[str]:
+    spec = objects.mapping(group, "spec")
+    found = option_warnings("spec.options", spec.get("options"))
+    if spec.get("restoreNamespaces"):
+        found.append("spec.restoreNamespaces: kept, not used yet: storkctl restore restores into the group's namespace")
+    return found
 
 
 def volume_snapshot_warnings(snapshot: Any) -> list[str]:

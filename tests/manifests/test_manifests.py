@@ -154,12 +154,11 @@ def test_portworx_overlay_reads_the_shared_secret_and_may_find_the_service():
     docs = render("portworx")
     config = next(c for c in of_kind(docs, "ConfigMap") if c["metadata"]["name"] == "stork-config")["data"]
     assert config["STORK_DRIVER"] == "pxd" and config["PX_JWT_ISSUER"]
-    for deployment in ("stork-extender", "stork-controller"):
+    # The webhook too: it reads replica locations from Portworx in the background (locality at scale).
+    for deployment in ("stork-extender", "stork-controller", "stork-webhook"):
         env = {e["name"]: e for e in _container(docs, deployment)["containers"][0]["env"]}
         ref = env["PX_SHARED_SECRET"]["valueFrom"]["secretKeyRef"]
         assert ref == {"name": "stork-px-auth", "key": "shared-secret", "optional": True}
-    webhook_env = _container(docs, "stork-webhook")["containers"][0].get("env", [])
-    assert "PX_SHARED_SECRET" not in {e["name"] for e in webhook_env}  # admission never calls Portworx
     (role,) = [r for r in of_kind(docs, "Role") if r["metadata"]["name"] == "stork-portworx-endpoint"]
     assert role["metadata"]["namespace"] == "kube-system"
     assert role["rules"] == [
@@ -171,7 +170,7 @@ def test_linstor_overlay_names_the_controller_and_mounts_optional_client_certifi
     docs = render("linstor")
     config = next(c for c in of_kind(docs, "ConfigMap") if c["metadata"]["name"] == "stork-config")["data"]
     assert config["STORK_DRIVER"] == "linstor" and config["LS_CONTROLLERS"].endswith(":3370")
-    for deployment in ("stork-extender", "stork-controller"):
+    for deployment in ("stork-extender", "stork-controller", "stork-webhook"):
         pod = _container(docs, deployment)
         volumes = {v["name"]: v for v in pod["volumes"]}
         assert volumes["linstor-client-tls"]["secret"] == {"secretName": "stork-linstor-client-tls", "optional": True}

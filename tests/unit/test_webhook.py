@@ -461,7 +461,7 @@ def test_a_schedule_policy_of_every_type_is_allowed(world):
         ({"daily": {"time": "22:14"}}, "policy.daily.time: must be a time like 10:14PM, got '22:14'"),
         ({"weekly": {"day": "Funday", "time": "1:00AM"}}, "policy.weekly.day: must be a weekday"),
         ({"monthly": {"date": 32, "time": "1:00AM"}}, "policy.monthly.date: must be a day of the month, 1-31"),
-        ({"daily": {"time": "1:00AM", "retain": 0}}, "policy.daily.retain: must be 1 or more"),
+        ({"daily": {"time": "1:00AM", "retain": -1}}, "policy.daily.retain: must be 1 or more"),
     ],
 )
 def test_bad_schedule_policies_are_denied_naming_the_field(world, policy, message):
@@ -513,3 +513,102 @@ def test_every_response_is_counted_by_status_code_even_an_unhandled_error(world)
     client.get("/livez")
     counted = responses_counted(client)
     assert counted == {("/mutate", "400"): 1.0, ("/boom", "500"): 1.0, ("/livez", "200"): 1.0}
+
+
+# -- objects as upstream Stork's Go client writes them: every field, unset strings as "" -------
+
+UPSTREAM_POLICY = {
+    "policy": {
+        "interval": {"intervalMinutes": 60, "retain": 0, "options": None},
+        "daily": {"time": "10:14PM", "retain": 0, "options": {"portworx/snapshot-type": "local"},
+                  "forceFullSnapshotDay": "Monday"},
+        "weekly": None,
+        "monthly": None,
+    }
+}  # fmt: skip
+UPSTREAM_SCHEDULE = {
+    "spec": {
+        "template": {"spec": {"snapshotDataName": "", "persistentVolumeClaimName": "data"}},
+        "schedulePolicyName": "hourly",
+        "suspend": None,
+        "reclaimPolicy": "",
+        "preExecRule": "",
+        "postExecRule": "",
+    },
+    "status": {"items": None},
+}
+UPSTREAM_GROUP = {
+    "spec": {
+        "preExecRule": "",
+        "postExecRule": "",
+        "pvcSelector": {"matchLabels": {"app": "db"}},
+        "options": None,
+        "restoreNamespaces": None,
+        "maxRetries": 0,
+    },
+    "status": {"stage": "", "status": "", "volumeSnapshots": None},
+}
+
+
+@pytest.mark.parametrize(
+    ("kind", "body", "warned"),
+    [
+        ("GroupVolumeSnapshot", UPSTREAM_GROUP, []),
+        (
+            "SchedulePolicy",
+            UPSTREAM_POLICY,
+            ["policy.daily.options: kept, has no effect", "policy.daily.forceFullSnapshotDay: kept, has no effect"],
+        ),
+        ("VolumeSnapshotSchedule", UPSTREAM_SCHEDULE, []),
+    ],
+)
+def test_upstream_objects_with_empty_strings_are_allowed_and_told_what_has_no_effect(world, kind, body, warned):
+    from storkcore.snapshots import SCHEDULE_POLICIES
+
+    world.cluster.store(SCHEDULE_POLICIES).upsert({"metadata": {"name": "hourly"}, **UPSTREAM_POLICY})
+    namespace = "" if kind == "SchedulePolicy" else "default"
+    response = validate_kind(world, kind, body, namespace=namespace)
+    assert response["allowed"] is True, response
+    warnings = response.get("warnings", [])
+    assert len(warnings) == len(warned)
+    for expected, got in zip(warned, warnings, strict=True):
+        assert got.startswith(expected)
+
+
+@pytest.mark.parametrize(
+    ("options", "allowed", "said"),
+    [
+        ({"portworx/snapshot-type": "local"}, True, "spec.options.portworx/snapshot-type: local is taken as a CSI"),
+        ({"portworx/snapshot-type": "cloud"}, False, "spec.options.portworx/snapshot-type: cloud snapshots"),
+        ({"portworx/snapshot-type": "foo"}, False, "spec.options.portworx/snapshot-type: must be local or cloud"),
+        ({"portworx/cloud-cred-id": "c1"}, True, "spec.options.portworx/cloud-cred-id: kept, has no effect"),
+    ],
+)
+def test_group_snapshot_options_are_honoured_refused_or_warned_never_silently_ignored(world, options, allowed, said):
+    body = {"spec": {"pvcSelector": {"matchLabels": {"app": "db"}}, "options": options}}
+    response = validate_kind(world, "GroupVolumeSnapshot", body)
+    assert response["allowed"] is allowed
+    told = response["warnings"][0] if allowed else response["status"]["message"]
+    assert said in told
+
+
+def test_schedule_template_options_are_checked_like_a_group_snapshots(world):
+    body = {
+        "spec": {
+            "schedulePolicyName": "hourly",
+            "template": {"spec": {"persistentVolumeClaimName": "data", "options": {"portworx/snapshot-type": "cloud"}}},
+        }
+    }
+    from storkcore.snapshots import SCHEDULE_POLICIES
+
+    world.cluster.store(SCHEDULE_POLICIES).upsert({"metadata": {"name": "hourly"}, **UPSTREAM_POLICY})
+    response = validate_kind(world, "VolumeSnapshotSchedule", body)
+    assert response["allowed"] is False
+    assert "spec.template.spec.options.portworx/snapshot-type: cloud snapshots" in response["status"]["message"]
+
+
+def test_restore_namespaces_are_kept_with_a_warning_until_cross_namespace_restore_exists(world):
+    body = {"spec": {"pvcSelector": {"matchLabels": {"app": "db"}}, "restoreNamespaces": ["other"]}}
+    response = validate_kind(world, "GroupVolumeSnapshot", body)
+    assert response["allowed"] is True
+    assert response["warnings"][0].startswith("spec.restoreNamespaces: kept, not used yet")
