@@ -258,7 +258,12 @@ def run(
     started = time.monotonic()
     print(f"soaking for {seconds / 60:.0f} min", flush=True)
     time.sleep(seconds * warmup)
-    memory_start = {label: memory_of(cluster, process)[1] for label, process in processes.items()}
+
+    def tree_rss() -> dict[str, float]:
+        running = cluster.control_plane.procs.running
+        return {label: memory_of(running[process].pid)[1] for label, process in processes.items()}
+
+    memory_start = tree_rss()
     print(f"warm-up over at {time.monotonic() - started:.0f} s: {memory_start}", flush=True)
     time.sleep(max(0.0, started + seconds * 0.4 - time.monotonic()))
     revision = cluster.control_plane.compact_etcd()
@@ -267,7 +272,7 @@ def run(
         f"etcd compacted to revision {revision}, apiserver restarted at {time.monotonic() - started:.0f} s", flush=True
     )
     time.sleep(max(0.0, started + seconds - time.monotonic()))
-    memory_end = {label: memory_of(cluster, process)[1] for label, process in processes.items()}
+    memory_end = tree_rss()
     churn.done.set()
     for thread in threads:
         thread.join(40)
