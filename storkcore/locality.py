@@ -35,22 +35,20 @@ from storkcore.nodetable import Candidate, NodeTable
 from storkcore.pods import PodStorage, anti_hyperconverged, assess_pod, claim_names
 from storkcore.selectors import node_matches_selector
 
-HOSTNAME_LABEL = "kubernetes.io/hostname"
 PINNED_KINDS = frozenset({"DaemonSet"})  # their pods carry a node affinity for one node already
 MAX_NODES = 32  # more replica nodes than this: the constraint would not narrow much; leave it
 
 
 @dataclass(frozen=True)
 class Locality:
-    """The constraint for one pod: the hostnames it is held to, or why there is none."""
+    """The constraint for one pod: the Kubernetes nodes it is held to, or why there is none."""
 
-    hostnames: tuple[str, ...] = ()
-    nodes: tuple[str, ...] = ()  # the Kubernetes node names behind the hostnames
+    nodes: tuple[str, ...] = ()
     reason: str = ""  # why no constraint was written ("" when there is one)
 
     @property
     def constrained(self) -> bool:
-        return bool(self.hostnames)
+        return bool(self.nodes)
 
 
 def none(reason: str) -> Locality:
@@ -83,11 +81,7 @@ def decide_locality(driver: Driver, table: NodeTable, pod: Any, namespace: str, 
         return none("no replica node can take the pod (offline, cordoned, tainted, or outside its own affinity)")
     if len(fitting) > MAX_NODES:
         return none(f"replicas on {len(fitting)} nodes; a constraint would not narrow the search")
-    fitting.sort(key=lambda c: c.name)
-    return Locality(
-        hostnames=tuple(objects.labels(c.node).get(HOSTNAME_LABEL, "") for c in fitting),
-        nodes=tuple(c.name for c in fitting),
-    )
+    return Locality(nodes=tuple(sorted(c.name for c in fitting)))
 
 
 def _pod_excluded(pod: Any, local_only: bool) -> str:
@@ -130,8 +124,6 @@ def _node_excluded(candidate: Candidate, pod: Any) -> str:
         return "unknown"
     if candidate.static_reason or candidate.storage.status != NodeStatus.ONLINE:
         return "storage not Online"
-    if not objects.labels(node).get(HOSTNAME_LABEL):
-        return "no hostname label"
     if objects.mapping(node, "spec").get("unschedulable") is True:
         return "cordoned"
     if not _ready(node):
@@ -218,30 +210,39 @@ def parse_time(value: Any) -> datetime.datetime | None:
 REQUIRED_PATH = ("spec", "affinity", "nodeAffinity", "requiredDuringSchedulingIgnoredDuringExecution")
 
 
+def node_term(node: str, base: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A node selector term for one node by name, ANDed with a term of the pod's own.
+
+    By `metadata.name` in `matchFields` (one value per requirement, as the API requires), so
+    that kube-scheduler 1.27 and later narrow their search to these nodes before filtering
+    (NodeAffinity's PreFilter), as they do for DaemonSet pods; 1.20 checks every node.
+    """
+    term = {k: list(v) for k, v in (base or {}).items() if k in ("matchExpressions", "matchFields") and v}
+    term["matchFields"] = [*term.get("matchFields", []), {"key": "metadata.name", "operator": "In", "values": [node]}]
+    return term
+
+
 def constraint_patch(pod: Any, locality: Locality) -> list[dict[str, Any]]:
-    """JSON Patch operations that hold the pod to `locality.hostnames`, ANDed into every
-    non-empty term of its own required node affinity (terms are ORed; an empty term
-    selects no node and stays empty), and that record the nodes in an annotation."""
-    requirement = {"key": HOSTNAME_LABEL, "operator": "In", "values": list(locality.hostnames)}
-    ops: list[dict[str, Any]] = []
+    """JSON Patch operations that hold the pod to `locality.nodes` and record them in an
+    annotation. Terms are ORed and requirements within a term ANDed, so every non-empty term
+    of the pod's own required node affinity becomes one term per replica node (an empty term
+    selects no node and is dropped: it selected nothing before either)."""
+    own = [t for t in objects.items(pod, *REQUIRED_PATH, "nodeSelectorTerms") if isinstance(t, Mapping)]
+    own = [t for t in own if t.get("matchExpressions") or t.get("matchFields")]
+    had_terms = bool(objects.items(pod, *REQUIRED_PATH, "nodeSelectorTerms"))
+    if had_terms and not own:
+        return annotation_ops(pod, {ann.LOCALITY: "not held to replica nodes: its own affinity selects no node"})
+    terms = [node_term(node, base) for base in (own or [None]) for node in locality.nodes]
+    required = {"nodeSelectorTerms": terms}
     depth = _existing_depth(pod)
     if depth < len(REQUIRED_PATH):
-        value: Any = {"nodeSelectorTerms": [{"matchExpressions": [requirement]}]}
+        value: Any = required
         for key in reversed(REQUIRED_PATH[depth + 1 :]):
             value = {key: value}
-        ops.append({"op": "add", "path": "/" + "/".join(REQUIRED_PATH[: depth + 1]), "value": value})
+        ops = [{"op": "add", "path": "/" + "/".join(REQUIRED_PATH[: depth + 1]), "value": value}]
     else:
-        required = objects.mapping(pod, *REQUIRED_PATH)
-        base = "/" + "/".join(REQUIRED_PATH) + "/nodeSelectorTerms"
-        for i, term in enumerate(objects.items(required, "nodeSelectorTerms")):
-            if not isinstance(term, Mapping) or not (term.get("matchExpressions") or term.get("matchFields")):
-                continue
-            if term.get("matchExpressions"):
-                ops.append({"op": "add", "path": f"{base}/{i}/matchExpressions/-", "value": requirement})
-            else:
-                ops.append({"op": "add", "path": f"{base}/{i}/matchExpressions", "value": [requirement]})
-    ops.extend(annotation_ops(pod, {ann.REPLICA_NODES: ",".join(locality.nodes)}))
-    return ops
+        ops = [{"op": "replace", "path": "/" + "/".join(REQUIRED_PATH), "value": required}]
+    return ops + annotation_ops(pod, {ann.REPLICA_NODES: ",".join(locality.nodes)})
 
 
 def _existing_depth(pod: Any) -> int:

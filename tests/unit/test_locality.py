@@ -18,7 +18,7 @@ from controller.locality import FallbackSettings, LocalityFallback
 from storkcore import annotations as ann
 from storkcore.events import EventRecorder
 from storkcore.kube import NODES, PVCS
-from storkcore.locality import HOSTNAME_LABEL, decide_locality, tolerates
+from storkcore.locality import decide_locality, tolerates
 from storkcore.nodetable import NodeTable
 from storkcore.selectors import node_matches_selector
 from tests.builders import longhorn_world, pod
@@ -26,6 +26,7 @@ from tests.unit.test_webhook import review
 from webhook.admission import AdmissionSettings
 from webhook.app import create_app
 
+HOSTNAME_LABEL = "kubernetes.io/hostname"
 NOW = datetime.datetime(2026, 12, 3, 12, 0, tzinfo=datetime.UTC)
 NODES5 = {f"n{i}": {"zone": "a" if i < 3 else "b"} for i in range(1, 6)}
 OWNER = [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "app-7d9", "uid": "rs-1", "controller": True}]
@@ -187,11 +188,13 @@ def test_own_affinity_in_two_terms_keeps_its_meaning(world):
     affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": terms}}}
     admitted = Admission(world).admit(owned_pod(claims=("pvc-vol1", "pvc-vol2"), affinity=affinity))
     assert allowed_nodes(world, admitted) == {"n1", "n2", "n3"}
-    assert (
-        admitted["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
-            "nodeSelectorTerms"
-        ][2]
-        == {}
+    # One term per own non-empty term and replica node, each naming its node (kube-scheduler 1.27+
+    # then filters only those nodes); the empty term selected nothing and is gone.
+    got = admitted["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert len(got["nodeSelectorTerms"]) == 2 * 3
+    assert all(
+        t["matchFields"][-1]["key"] == "metadata.name" and len(t["matchFields"][-1]["values"]) == 1
+        for t in got["nodeSelectorTerms"]
     )
     # Its preferred terms, pod affinity and tolerations are untouched.
     preferred = {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 5, "preference": terms[0]}]}
