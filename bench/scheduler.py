@@ -364,8 +364,21 @@ class Totals:
     requests: Tally[str] = field(default_factory=Tally)  # apiserver requests
 
 
+def settle(kube: Kube, quiet: float = 10.0, limit: float = 300.0) -> None:
+    """Wait until nothing patches nodes for `quiet` seconds: kube-controller-manager's TTL
+    controller annotates every node as the cluster grows, which would land on the first round."""
+    deadline = time.monotonic() + limit
+    last, since = apiserver_requests(kube)["PATCH nodes"], time.monotonic()
+    while time.monotonic() - since < quiet and time.monotonic() < deadline:
+        time.sleep(1)
+        now = apiserver_requests(kube)["PATCH nodes"]
+        if now != last:
+            last, since = now, time.monotonic()
+
+
 def measure(cluster: LocalCluster, layout: Layout, kinds: list[Kind], rounds: int) -> dict[str, Totals]:
     kube = cluster.kube()
+    settle(kube)
     pod_count = len(layout.replicas)
     for kind in kinds:  # first requests pay for imports and cold caches
         run(cluster, f"warmup-{kind.name}", layout, kind, min(50, pod_count))
