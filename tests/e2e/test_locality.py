@@ -163,7 +163,7 @@ def test_a_controller_owned_pod_is_held_to_its_replica_nodes(kube, cluster, long
     assert pod["metadata"]["annotations"][REPLICA_NODES] == "node-1,node-4"
     terms = pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
     assert terms["nodeSelectorTerms"] == [
-        {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": ["node-1", "node-4"]}]}
+        {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}]} for node in ("node-1", "node-4")
     ]
     assert pod["spec"]["nodeName"] in ("node-1", "node-4")
 
@@ -229,10 +229,15 @@ def test_own_affinity_in_two_terms_keeps_its_meaning(kube, cluster, longhorn):
     app = workload(kube, namespace, ["node-0", "node-4"], spec={"affinity": affinity})
     pod = bound(kube, namespace, app)
     terms = pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
-    ours = {"key": "kubernetes.io/hostname", "operator": "In", "values": ["node-0", "node-4"]}
+
+    def ours(node: str) -> dict:
+        return {"key": "metadata.name", "operator": "In", "values": [node]}
+
     assert terms["nodeSelectorTerms"] == [
-        {"matchExpressions": [*own[0]["matchExpressions"], ours]},
-        {"matchFields": own[1]["matchFields"], "matchExpressions": [ours]},
+        {"matchExpressions": own[0]["matchExpressions"], "matchFields": [ours("node-0")]},
+        {"matchExpressions": own[0]["matchExpressions"], "matchFields": [ours("node-4")]},
+        {"matchFields": [*own[1]["matchFields"], ours("node-0")]},
+        {"matchFields": [*own[1]["matchFields"], ours("node-4")]},
     ]
     assert pod["spec"]["nodeName"] in ("node-0", "node-4")
 
