@@ -22,9 +22,10 @@ from tests.manifests.rendering import kubectl, of_kind, render
 pytestmark = pytest.mark.e2e
 
 COMPONENTS = ("stork-extender", "stork-webhook", "stork-controller", "stork-certs")
-# The harness's test-only stork instances (second schedulers, their webhooks and leases): not
+# The harness's test-only stork instances (second schedulers, their webhooks and leases, the
+# locality e2e's controller lease): not
 # part of the manifests, which install one instance named stork.
-HARNESS_ONLY = ("stork-csi", "stork-pxd", "stork-linstor")
+HARNESS_ONLY = ("stork-csi", "stork-pxd", "stork-linstor", "stork-locality-e2e")
 # The certificate rotation and image tests' instances name their objects like the manifests,
 # with an infix ("stork-rotation-tls" for "stork-tls"): checked as the objects the manifests name.
 AS_SHIPPED = ("stork-rotation-", "stork-image-")
