@@ -23,7 +23,7 @@ Everything else fails open: the pod is admitted as before (schedulerName only).
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -271,7 +271,3 @@ def held_nodes(pod: Any) -> list[str]:
     """The nodes a pod was held to at admission (from its annotation)."""
     value = objects.annotations(pod).get(ann.REPLICA_NODES)
     return [n for n in value.split(",") if n] if isinstance(value, str) else []
-
-
-def names(items: Iterable[str]) -> str:
-    return ", ".join(items)
