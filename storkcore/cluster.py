@@ -62,6 +62,12 @@ class ClusterState:
                         self._reflectors[resource].start()
             return found
 
+    def kinds(self) -> list[Resource]:
+        """The resources with a store so far (a component starts these, and reads any other
+        kind it meets later by direct GET rather than a new list and watch)."""
+        with self._lock:
+            return list(self._stores)
+
     def storage_version(self) -> tuple[int, ...]:
         """Changes so far to every kind but pods: equal versions, equal storage answers."""
         with self._lock:

@@ -64,7 +64,9 @@ def build_app(args: argparse.Namespace) -> Flask:
         # Replica locations come from the caches the extender uses, and for drivers over a
         # storage API from their background refresh: never a call while a pod waits.
         table = NodeTable(driver)
-        cluster.start()
+        # Only the kinds placement reads (the driver's and the nodes'): a rule or a schedule
+        # policy read while validating is one direct GET, never a watch of its own.
+        cluster.start(only=cluster.kinds())
         driver.start()
 
         def locality_of(pod: Any, namespace: str) -> Locality:

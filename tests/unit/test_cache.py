@@ -186,3 +186,25 @@ def test_repeated_strings_are_stored_once():
     store.upsert(second)
     a, b = store.get("", "a"), store.get("", "b")
     assert a["metadata"]["labels"]["zone"] is b["metadata"]["labels"]["zone"]
+
+
+def test_a_kind_read_after_start_is_one_get_not_a_new_watch():
+    from storkcore.snapshots import RULES
+
+    class CountingKube(ScriptedKube):
+        def __init__(self, lists, watches) -> None:
+            super().__init__(lists, watches)
+            self.listed: list[str] = []
+
+        def list_pages(self, resource, page_size=500, field_selector=""):
+            self.listed.append(resource.plural)
+            yield [], "1"
+
+    kube = CountingKube(lists=[], watches=[])
+    cluster = ClusterState(kube)
+    cluster.start(only=cluster.kinds())
+    assert cluster.wait_synced(5)
+    assert cluster.get(RULES, "default", "nightly") is None  # ScriptedKube has no such rule
+    assert "rules" not in kube.listed and kube.gets == ["nightly"]
+    assert "nodes" in kube.listed  # the kinds known at start are watched
+    cluster.stop()
