@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -18,14 +19,20 @@ def kubernetes_bin_dir(build: bool = True) -> Path:
     if override:
         return Path(override)
     if not build:
-        cached = sorted(Path(_cache_root()).glob("*/bin"))
-        if cached and all((cached[-1] / b).exists() for b in NEEDED):
-            return cached[-1]
-        raise FileNotFoundError("Kubernetes binaries are not built; run scripts/build-k8s.sh")
+        # Only a build of today's recipe: one from an older recipe lacks its fixes.
+        cached = sorted(Path(_cache_root()).glob(f"*-{recipe()}/.complete"))
+        if cached and all((cached[-1].parent / "bin" / b).exists() for b in NEEDED):
+            return cached[-1].parent / "bin"
+        raise FileNotFoundError("Kubernetes binaries of this recipe are not built; run scripts/build-k8s.sh")
     run = subprocess.run(["bash", str(BUILD_SCRIPT)], capture_output=True, text=True)
     if run.returncode != 0:
         raise RuntimeError(f"scripts/build-k8s.sh failed:\n{run.stderr[-3000:]}")
     return Path(run.stdout.strip().splitlines()[-1])
+
+
+def recipe() -> str:
+    """The build recipe's key, as scripts/build-k8s.sh names its cache folder."""
+    return hashlib.sha256(BUILD_SCRIPT.read_bytes()).hexdigest()[:12]
 
 
 def _cache_root() -> str:

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Build kube-apiserver, kube-scheduler, kube-controller-manager and kubelet from
 # Debian's `kubernetes` source package and cache them under the user's cache
-# directory, keyed by the source version. A second run only prints the path.
+# directory, keyed by the source version and by this recipe (a hash of this
+# script): a machine holding a build from an older recipe builds again. A second
+# run only prints the path.
 #
 # Why from source: no container images or release binaries can be fetched here,
 # but Debian ships the whole Kubernetes tree with its dependencies vendored.
@@ -45,11 +47,12 @@ source_version() {
 }
 
 main() {
+  if [ "${1:-}" = --recipe ]; then recipe; return 0; fi
   ensure_apt_packages
   ensure_deb_src
   local version; version=$(source_version)
   [ -n "$version" ] || { log "apt-cache showsrc kubernetes found nothing"; exit 1; }
-  local out="$cache_root/$version"
+  local out; out="$cache_root/$version-$(recipe)"
   if [ -f "$out/.complete" ]; then
     echo "$out/bin"; return 0
   fi
@@ -58,6 +61,7 @@ main() {
   (cd "$out/src" && apt-get source -qq kubernetes >/dev/null 2>&1)
   local tree; tree=$(find "$out/src" -maxdepth 1 -mindepth 1 -type d -name 'kubernetes-*' | head -1)
   patch_reflect2 "$tree"
+  patch_zero_value_check "$tree"
   mkdir -p "$tree/.go/src/k8s.io"
   ln -sfn ../../.. "$tree/.go/src/k8s.io/kubernetes"
   (cd "$tree/.go/src/k8s.io/kubernetes" && \
@@ -70,7 +74,14 @@ main() {
   done
   rm -rf "$out/src"   # about 1 GB of sources and objects; the binaries are all we keep
   touch "$out/.complete"
+  # Builds of older recipes (or versions) are about 500 MB each and never used again.
+  find "$cache_root" -mindepth 1 -maxdepth 1 -type d ! -path "$out" -exec rm -rf {} +
   echo "$out/bin"
+}
+
+# The recipe's key: localcluster/binaries.py computes the same one to find the build.
+recipe() {
+  sha256sum "${BASH_SOURCE[0]}" | cut -c1-12
 }
 
 # Go 1.19 breaks the vendored reflect2 v1.0.1 (the apiserver segfaults serving
@@ -83,6 +94,21 @@ patch_reflect2() {
   local vend="$tree/vendor/github.com/modern-go/reflect2"
   find "$vend" -maxdepth 1 \( -name '*.go' -o -name '*.s' \) ! -name '*_test.go' -delete
   find "$fixed" -maxdepth 1 \( -name '*.go' -o -name '*.s' \) ! -name '*_test.go' -exec cp {} "$vend/" \;
+}
+
+# The vendored OpenAPI type validators treat a value as null when
+# reflect.DeepEqual(reflect.Zero(T), reflect.ValueOf(v)) holds: they compare two
+# reflect.Value structs, so pointers. Under the Go 1.15 a released 1.20 was built
+# with that is only ever true for nil; Go 1.19 stores "" (and reflect.Zero of a
+# small type) at one shared zero address, so "" in a custom resource's string
+# field is refused as "null". Checking for nil is what the released binary did.
+patch_zero_value_check() {
+  local tree=$1 f
+  for f in vendor/github.com/go-openapi/validate/type.go vendor/k8s.io/kube-openapi/pkg/validation/validate/type.go; do
+    grep -q 'reflect.DeepEqual(reflect.Zero(reflect.TypeOf(data)), reflect.ValueOf(data))' "$tree/$f" \
+      || { log "$f: the zero-value check to patch is not there"; exit 1; }
+    sed -i 's/if data == nil || reflect.DeepEqual(reflect.Zero(reflect.TypeOf(data)), reflect.ValueOf(data)) {/if data == nil {/' "$tree/$f"
+  done
 }
 
 main "$@"
