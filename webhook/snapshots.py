@@ -19,6 +19,7 @@ from storkcore.selectors import label_selector_problems
 from storkcore.snapshots import POST_SNAPSHOT_RULE, PRE_SNAPSHOT_RULE
 
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")  # a namespace's name
 RuleLookup = Callable[[str, str], Mapping[str, Any] | None]  # (namespace, name) -> Rule or None
 
 
@@ -39,6 +40,11 @@ def group_snapshot_problems(group: Any, namespace: str, lookup_rule: RuleLookup)
         if value not in (None, "") and (not isinstance(value, str) or not DNS_SUBDOMAIN.match(value)):
             problems.append(f"spec.{field}: must be the name of a {'Rule' if 'Rule' in field else 'class'}")
     problems += option_problems("spec.options", spec.get("options"))
+    targets = spec.get("restoreNamespaces")
+    if targets is not None and (
+        not isinstance(targets, list) or not all(isinstance(n, str) and DNS_LABEL.match(n) for n in targets)
+    ):
+        problems.append("spec.restoreNamespaces: must be a list of namespace names")
     retries = spec.get("maxRetries")
     if retries is not None and (not isinstance(retries, int) or isinstance(retries, bool) or retries < 0):
         problems.append("spec.maxRetries: must be a whole number, 0 or more")
@@ -93,8 +99,6 @@ def option_warnings(path: str, options: Any) -> list[str]:
 def group_snapshot_warnings(group: Any) -> list[str]:
     spec = objects.mapping(group, "spec")
     found = option_warnings("spec.options", spec.get("options"))
-    if spec.get("restoreNamespaces"):
-        found.append("spec.restoreNamespaces: kept, not used yet: storkctl restore restores into the group's namespace")
     return found
 
 

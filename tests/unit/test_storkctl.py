@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 
 from storkcore.kube import PVCS, ApiError
-from storkcore.snapshots import GROUP_SNAPSHOTS, VOLUME_SNAPSHOTS
-from storkctl.cli import build_parser, main, restore
+from storkcore.snapshots import GROUP_SNAPSHOTS, VOLUME_SNAPSHOT_CONTENTS, VOLUME_SNAPSHOTS
+from storkctl.cli import build_parser, main
+from storkctl.objects import Refused
+from storkctl.restore import NAMESPACES, restore
 
 
 class FakeKube:
@@ -43,12 +45,22 @@ def cluster(state="Successful"):
             "resources": {"requests": {"storage": "5Gi"}},
         },
     }
-    snapshot = {"metadata": {"name": "db-backup-data-0"}, "status": {"restoreSize": "5Gi"}}
+    snapshot = {
+        "metadata": {"name": "db-backup-data-0", "namespace": "prod", "uid": "u-1"},
+        "status": {"restoreSize": "5Gi", "readyToUse": True, "boundVolumeSnapshotContentName": "snapcontent-u-1"},
+    }
+    content = {
+        "metadata": {"name": "snapcontent-u-1"},
+        "spec": {"driver": "driver.longhorn.io", "volumeSnapshotClassName": "longhorn-snapshots"},
+        "status": {"snapshotHandle": "bs://pvc-1/backup-1", "readyToUse": True},
+    }
     return FakeKube(
         {
             (GROUP_SNAPSHOTS, "prod", "db-backup"): group,
             (PVCS, "prod", "data"): source,
             (VOLUME_SNAPSHOTS, "prod", "db-backup-data-0"): snapshot,
+            (VOLUME_SNAPSHOT_CONTENTS, "", "snapcontent-u-1"): content,
+            (NAMESPACES, "", "staging"): {"metadata": {"name": "staging"}},
         }
     )
 
@@ -87,10 +99,77 @@ def test_restore_creates_a_claim_like_the_source_from_each_snapshot(capsys):
     ],
 )
 def test_restore_refuses_with_a_clear_message(kube, extra, message):
-    from storkctl.cli import Refused
-
     with pytest.raises(Refused, match=message.replace("(", r"\(").replace(")", r"\)")):
         restore(kube, args(*extra))
+
+
+def listing(kube, *namespaces: str):
+    group = kube.objects[(GROUP_SNAPSHOTS, "prod", "db-backup")]
+    group["spec"] = {"restoreNamespaces": list(namespaces)}
+    return kube
+
+
+def test_restore_into_a_listed_namespace_binds_a_copy_of_each_snapshot_there(capsys):
+    kube = listing(cluster(), "staging")
+    restore(kube, args("--to-namespace", "staging"))
+    content, snapshot, claim = kube.created
+    copy = "stork-restore-u-1-staging"
+    assert content["metadata"]["name"] == copy
+    assert content["spec"] == {
+        "deletionPolicy": "Retain",
+        "driver": "driver.longhorn.io",
+        "source": {"snapshotHandle": "bs://pvc-1/backup-1"},
+        "volumeSnapshotClassName": "longhorn-snapshots",
+        "volumeSnapshotRef": {
+            "apiVersion": "snapshot.storage.k8s.io/v1",
+            "kind": "VolumeSnapshot",
+            "namespace": "staging",
+            "name": "db-backup-data-0",
+        },
+    }
+    assert snapshot["metadata"]["namespace"] == "staging"
+    assert snapshot["spec"] == {
+        "source": {"volumeSnapshotContentName": copy},
+        "volumeSnapshotClassName": "longhorn-snapshots",
+    }
+    assert claim["metadata"]["namespace"] == "staging" and claim["spec"]["dataSource"]["name"] == "db-backup-data-0"
+    assert capsys.readouterr().out.splitlines() == [
+        f"volumesnapshotcontent/{copy} created (Retain, on the source snapshot's handle)",
+        "volumesnapshot/db-backup-data-0 created in namespace staging",
+        "persistentvolumeclaim/data created from volumesnapshot/db-backup-data-0",
+    ]
+    # A second restore into staging reuses the copy; only the claims need new names.
+    with pytest.raises(Refused, match="persistentvolumeclaim staging/data already exists"):
+        restore(kube, args("--to-namespace", "staging"))
+    restore(kube, args("--to-namespace", "staging", "--suffix", "again"))
+    assert [c["metadata"]["name"] for c in kube.created[3:]] == ["data-again"]
+
+
+@pytest.mark.parametrize(
+    ("listed", "target", "message"),
+    [
+        ((), "staging", "may not be restored into namespace staging: its spec.restoreNamespaces lists none"),
+        (("qa",), "staging", "may not be restored into namespace staging: its spec.restoreNamespaces lists qa"),
+        (("gone",), "gone", "namespace gone not found"),
+    ],
+)
+def test_restore_into_another_namespace_is_refused_unless_listed_and_present(listed, target, message):
+    kube = listing(cluster(), *listed)
+    with pytest.raises(Refused, match=message):
+        restore(kube, args("--to-namespace", target))
+    assert kube.created == []
+
+
+def test_a_snapshot_copy_that_is_not_this_restores_is_refused():
+    kube = listing(cluster(), "staging")
+    kube.objects[(VOLUME_SNAPSHOTS, "staging", "db-backup-data-0")] = {
+        "metadata": {"name": "db-backup-data-0"},
+        "spec": {"source": {"persistentVolumeClaimName": "other"}},
+    }
+    with pytest.raises(
+        Refused, match="volumesnapshot staging/db-backup-data-0 already exists and is not this restore's"
+    ):
+        restore(kube, args("--to-namespace", "staging"))
 
 
 def test_a_missing_kubeconfig_is_a_clear_error_with_exit_code_1(capsys):

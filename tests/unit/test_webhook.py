@@ -607,8 +607,14 @@ def test_schedule_template_options_are_checked_like_a_group_snapshots(world):
     assert "spec.template.spec.options.portworx/snapshot-type: cloud snapshots" in response["status"]["message"]
 
 
-def test_restore_namespaces_are_kept_with_a_warning_until_cross_namespace_restore_exists(world):
-    body = {"spec": {"pvcSelector": {"matchLabels": {"app": "db"}}, "restoreNamespaces": ["other"]}}
+@pytest.mark.parametrize(
+    ("targets", "allowed"),
+    [(["staging", "qa-1"], True), (None, True), ([], True), (["Not_A_Namespace"], False), ("qa", False)],
+)
+def test_restore_namespaces_must_name_namespaces(world, targets, allowed):
+    body = {"spec": {"pvcSelector": {"matchLabels": {"app": "db"}}, "restoreNamespaces": targets}}
     response = validate_kind(world, "GroupVolumeSnapshot", body)
-    assert response["allowed"] is True
-    assert response["warnings"][0].startswith("spec.restoreNamespaces: kept, not used yet")
+    assert response["allowed"] is allowed
+    assert "warnings" not in response or not response["warnings"]
+    if not allowed:
+        assert "spec.restoreNamespaces: must be a list of namespace names" in response["status"]["message"]
