@@ -16,6 +16,9 @@ that copy on this machine. A PVC whose `dataSource` is such a snapshot gets a ne
 holding a copy of it (on the same node as the source). For simulated Longhorn volumes the cut
 is instant and holds no data (the handle is `simulated-<uid>`), and they cannot be restored.
 Deleting a VolumeSnapshot deletes its content and copy (deletionPolicy Delete; no finalizers).
+A VolumeSnapshot naming a pre-provisioned VolumeSnapshotContent (`spec.source.snapshotHandle`,
+its `volumeSnapshotRef` naming that snapshot) is bound to it and ready at once, as the snapshot
+controller binds one whose handle the driver knows; a handle it does not know gets `status.error`.
 """
 
 from __future__ import annotations
@@ -204,6 +207,8 @@ class SimulatedSnapshotter:
         self.stall = False  # new snapshots are never cut
         self.fail = ""  # new snapshots get status.error with this message
         self.cuts: dict[str, float] = {}  # "namespace/name" -> when it was cut (epoch)
+        # snapshot handle -> the source volume's node affinity: a local copy restores on its node
+        self.node_affinity: dict[str, dict[str, Any]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -241,6 +246,10 @@ class SimulatedSnapshotter:
         key = "/".join(objects.key(snap))
         if status.get("error") or objects.dig(snap, "metadata", "deletionTimestamp"):
             return
+        if objects.text(snap, "spec", "source", "volumeSnapshotContentName"):
+            if not status.get("boundVolumeSnapshotContentName"):
+                self._bind_preprovisioned(snap)
+            return
         if not status.get("creationTime"):
             if self.fail:
                 self._patch_snapshot(snap, {"readyToUse": False, "error": {"message": self.fail, "time": _now()}})
@@ -273,6 +282,7 @@ class SimulatedSnapshotter:
             copy = self.folder / content_name
             shutil.copytree(local, copy, symlinks=True)
             handle = str(copy.resolve())
+            self.node_affinity[handle] = objects.mapping(pv, "spec", "nodeAffinity")
         cut_at = time.time()
         size = objects.text(pvc, "spec", "resources", "requests", "storage") or objects.text(
             pv, "spec", "capacity", "storage"
@@ -322,6 +332,74 @@ class SimulatedSnapshotter:
             },
         )
 
+    def _bind_preprovisioned(self, snap: dict[str, Any]) -> None:
+        """A VolumeSnapshot naming an existing VolumeSnapshotContent (spec.source.snapshotHandle),
+        as the snapshot controller binds one: only when the content's volumeSnapshotRef names this
+        snapshot; the content's status comes from the driver's own record of the handle."""
+        namespace, name = objects.key(snap)
+        content_name = objects.text(snap, "spec", "source", "volumeSnapshotContentName")
+        content = self.kube.get(VOLUME_SNAPSHOT_CONTENTS, "", content_name)
+        if content is None:
+            return  # the controller waits for the content
+        ref = objects.mapping(content, "spec", "volumeSnapshotRef")
+        if (ref.get("namespace"), ref.get("name")) != (namespace, name):
+            self._patch_snapshot(
+                snap,
+                {"readyToUse": False, "error": {"message": f"VolumeSnapshotContent {content_name} is bound to "
+                                                          "another snapshot", "time": _now()}},
+            )  # fmt: skip
+            return
+        handle = objects.text(content, "spec", "source", "snapshotHandle")
+        if not (handle.startswith("/") and Path(handle).is_dir()) and not handle.startswith("simulated-"):
+            self._patch_snapshot(
+                snap, {"readyToUse": False, "error": {"message": f"no snapshot {handle!r}", "time": _now()}}
+            )
+            return
+        uid = objects.text(snap, "metadata", "uid")
+        self.kube.patch(VOLUME_SNAPSHOT_CONTENTS, "", content_name, {"spec": {"volumeSnapshotRef": {"uid": uid}}})
+        size = int(objects.dig(content, "status", "restoreSize") or 0) or self._restore_size_of(handle)
+        cut_at = self._cut_time_of(handle)
+        self.kube.patch(
+            VOLUME_SNAPSHOT_CONTENTS,
+            "",
+            content_name,
+            {"status": {"creationTime": int(cut_at * 1e9), "readyToUse": True, "restoreSize": size,
+                        "snapshotHandle": handle}},
+            "status",
+        )  # fmt: skip
+        self._patch_snapshot(
+            snap,
+            {
+                "boundVolumeSnapshotContentName": content_name,
+                "creationTime": datetime.fromtimestamp(cut_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "readyToUse": True,
+                "restoreSize": str(size),
+            },
+        )
+
+    def _source_affinity(self, snap: dict[str, Any]) -> dict[str, Any]:
+        """The node affinity of the snapshot's source PV (for a copy cut before a restart)."""
+        source = objects.text(snap, "spec", "source", "persistentVolumeClaimName")
+        claim = self.kube.get(PVCS, objects.namespace(snap), source) if source else None
+        volume = objects.text(claim, "spec", "volumeName")
+        return objects.mapping(self.kube.get(PVS, "", volume), "spec", "nodeAffinity") if volume else {}
+
+    def _contents_with_handle(self, handle: str) -> list[dict[str, Any]]:
+        return [
+            c
+            for c in self.kube.list(VOLUME_SNAPSHOT_CONTENTS)[0]
+            if objects.text(c, "status", "snapshotHandle") == handle
+        ]
+
+    def _restore_size_of(self, handle: str) -> int:
+        return max(
+            (int(objects.dig(c, "status", "restoreSize") or 0) for c in self._contents_with_handle(handle)), default=0
+        )
+
+    def _cut_time_of(self, handle: str) -> float:
+        cuts = [int(objects.dig(c, "status", "creationTime") or 0) for c in self._contents_with_handle(handle)]
+        return min((c for c in cuts if c), default=int(time.time() * 1e9)) / 1e9
+
     def _patch_snapshot(self, snap: dict[str, Any], status: dict[str, Any]) -> None:
         namespace, name = objects.key(snap)
         with contextlib.suppress(ApiError):  # deleted meanwhile
@@ -367,15 +445,6 @@ class SimulatedSnapshotter:
         handle = objects.text(content, "status", "snapshotHandle")
         if not handle.startswith("/"):
             return  # a snapshot without data (simulated Longhorn) cannot be restored here
-        origin = self.kube.get(
-            PVS,
-            "",
-            objects.text(
-                self.kube.get(PVCS, namespace, objects.text(snap, "spec", "source", "persistentVolumeClaimName")),
-                "spec",
-                "volumeName",
-            ),
-        )
         target = self.folder / "restores" / pv_name
         shutil.copytree(handle, target, symlinks=True, dirs_exist_ok=True)
         spec: dict[str, Any] = {
@@ -386,8 +455,9 @@ class SimulatedSnapshotter:
             "claimRef": {"namespace": namespace, "name": name, "uid": objects.text(pvc, "metadata", "uid")},
             "local": {"path": str(target.resolve())},
         }
-        if objects.dig(origin, "spec", "nodeAffinity"):
-            spec["nodeAffinity"] = objects.dig(origin, "spec", "nodeAffinity")
+        affinity = self.node_affinity.get(handle) or self._source_affinity(snap)
+        if affinity:
+            spec["nodeAffinity"] = affinity
         self.kube.create(
             PVS, "", {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv_name}, "spec": spec}
         )

@@ -51,6 +51,7 @@ PVS = Resource("", "v1", "persistentvolumes")
 STORAGE_CLASSES = Resource("storage.k8s.io", "v1", "storageclasses")
 CSI_NODES = Resource("storage.k8s.io", "v1", "csinodes")
 DEPLOYMENTS = Resource("apps", "v1", "deployments")
+NAMESPACES = Resource("", "v1", "namespaces")
 
 
 class ApiError(Exception):

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from storkcore import objects
-from storkcore.kube import PVCS, ApiError, Kube, Resource
+from storkcore.kube import NAMESPACES, PVCS, ApiError, Kube, Resource
 from storkcore.snapshots import (
     GROUP_SNAPSHOTS,
     SNAPSHOT_GROUP,
@@ -26,7 +26,6 @@ from storkcore.snapshots import (
 from storkctl.objects import Refused
 
 RESTORED_FROM = "stork.libopenstorage.org/restored-from"
-NAMESPACES = Resource("", "v1", "namespaces")
 SNAPSHOT_API = f"{SNAPSHOT_GROUP}/v1"
 
 

@@ -31,6 +31,7 @@ from tests.e2e.conftest import CSI_NAMESPACE_LABELS
 from tests.e2e.helpers import pods_of, wait_for
 from tests.manifests.rendering import kubectl
 from tests.processes import console_script
+from tests.upstream_objects import upstream_object
 
 pytestmark = pytest.mark.realnode
 
@@ -91,8 +92,8 @@ def app(cluster, kube, real_node, stork_csi):
     snapshotter.stop()
 
 
-def _running_pod(kube, app_name: str = "ledger"):
-    return next((p for p in pods_of(kube, NAMESPACE, app_name) if p["status"].get("phase") == "Running"), None)
+def _running_pod(kube, app_name: str = "ledger", namespace: str = NAMESPACE):
+    return next((p for p in pods_of(kube, namespace, app_name) if p["status"].get("phase") == "Running"), None)
 
 
 def group_snapshot(kube, name, **spec):
@@ -113,15 +114,15 @@ def finished(kube, name, timeout=90):
     return wait_for(done, timeout, f"group snapshot {name} to finish")
 
 
-def in_pod(cluster, kube, command: str, app_name: str = "ledger") -> str:
-    pod = _running_pod(kube, app_name)
+def in_pod(cluster, kube, command: str, app_name: str = "ledger", namespace: str = NAMESPACE) -> str:
+    pod = _running_pod(kube, app_name, namespace)
     out = subprocess.run(
         [
             kubectl(),
             "--kubeconfig",
             str(cluster.kubeconfig),
             "-n",
-            NAMESPACE,
+            namespace,
             "exec",
             pod["metadata"]["name"],
             "--",
@@ -264,6 +265,44 @@ def test_storkctl_restore_gives_claims_that_bind_and_hold_the_snapshotted_data(c
     assert again.returncode == 1 and "already exists (use --suffix)" in again.stderr
     failed = storkctl(cluster, "restore", "fails", "-n", NAMESPACE)
     assert failed.returncode == 1 and "is Failed, not Successful" in failed.stderr
+
+
+def test_storkctl_restores_into_a_namespace_the_group_lists_and_only_there(cluster, kube, app):
+    target = "snapshots-copy"
+    cluster.ensure_namespace(target, CSI_NAMESPACE_LABELS)
+    refused = storkctl(cluster, "restore", "ledger-0", "-n", NAMESPACE, "--to-namespace", target)
+    assert refused.returncode == 1
+    assert f"may not be restored into namespace {target}: its spec.restoreNamespaces lists none" in refused.stderr
+    kube.patch(GROUP_SNAPSHOTS, NAMESPACE, "ledger-0", {"spec": {"restoreNamespaces": [target]}})
+    out = storkctl(cluster, "restore", "ledger-0", "-n", NAMESPACE, "--to-namespace", target)
+    assert out.returncode == 0, out.stderr
+    for claim in ("a", "b"):
+        wait_for(lambda c=claim: kube.get(PVCS, target, c)["status"].get("phase") == "Bound", 60, f"{target}/{claim}")
+    run_app_on_real_node(kube, target, "reader", {"a": "/a", "b": "/b"}, "exec sleep 3600")
+    wait_for(lambda: _running_pod(kube, "reader", target), 120, "the reader in the other namespace to run")
+    group = kube.get(GROUP_SNAPSHOTS, NAMESPACE, "ledger-0")
+    for entry in group["status"]["volumeSnapshots"]:
+        mount = "/" + entry["parentVolumeID"]
+        read = in_pod(cluster, kube, f"cat {mount}/log", app_name="reader", namespace=target)
+        handle = app.handle_of(NAMESPACE, entry["volumeSnapshotName"])
+        assert read and read == (Path(handle) / "log").read_text()  # the snapshot's data, in the other namespace
+    # The copies never own the data: deleting them leaves the source snapshots whole.
+    for entry in group["status"]["volumeSnapshots"]:
+        kube.delete(VOLUME_SNAPSHOTS, target, entry["volumeSnapshotName"])
+    time.sleep(1)  # a few passes of the simulated snapshot controller
+    for entry in group["status"]["volumeSnapshots"]:
+        assert Path(app.handle_of(NAMESPACE, entry["volumeSnapshotName"])).is_dir()
+
+
+def test_a_group_snapshot_upstream_wrote_with_empty_rule_names_is_taken_without_a_rule(cluster, kube, app):
+    paused_before = len(pauses(cluster, kube))
+    body = upstream_object("GroupVolumeSnapshot", "upstream", NAMESPACE, pvcSelector={"matchLabels": {"app": "ledger"}})
+    assert body["spec"]["preExecRule"] == "" and body["spec"]["postExecRule"] == ""
+    kube.create(GROUP_SNAPSHOTS, NAMESPACE, body)
+    group = finished(kube, "upstream")
+    assert group["status"]["status"] == "Successful", group["status"]
+    assert sorted(e["parentVolumeID"] for e in group["status"]["volumeSnapshots"]) == ["a", "b"]
+    assert len(pauses(cluster, kube)) == paused_before  # "" is no rule: the application was never held
 
 
 def test_a_csi_snapshot_with_upstream_rule_annotations_is_admitted_with_a_warning(cluster, kube, app):

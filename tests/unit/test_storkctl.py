@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from storkcore.kube import PVCS, ApiError
+from storkcore.kube import NAMESPACES, PVCS, ApiError
 from storkcore.snapshots import GROUP_SNAPSHOTS, VOLUME_SNAPSHOT_CONTENTS, VOLUME_SNAPSHOTS
 from storkctl.cli import build_parser, main
 from storkctl.objects import Refused
-from storkctl.restore import NAMESPACES, restore
+from storkctl.restore import restore
 
 
 class FakeKube:

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from storkcore.drivers.longhorn import PROVISIONER as LONGHORN
 from tests.builders import World, pod, pvc, storage_class
 from tests.metrics import responses_counted
+from tests.upstream_objects import UPSTREAM_GROUP, UPSTREAM_POLICY, UPSTREAM_RULE, UPSTREAM_SCHEDULE
 from webhook.admission import AdmissionSettings
 from webhook.app import create_app
 
@@ -517,42 +518,11 @@ def test_every_response_is_counted_by_status_code_even_an_unhandled_error(world)
 
 # -- objects as upstream Stork's Go client writes them: every field, unset strings as "" -------
 
-UPSTREAM_POLICY = {
-    "policy": {
-        "interval": {"intervalMinutes": 60, "retain": 0, "options": None},
-        "daily": {"time": "10:14PM", "retain": 0, "options": {"portworx/snapshot-type": "local"},
-                  "forceFullSnapshotDay": "Monday"},
-        "weekly": None,
-        "monthly": None,
-    }
-}  # fmt: skip
-UPSTREAM_SCHEDULE = {
-    "spec": {
-        "template": {"spec": {"snapshotDataName": "", "persistentVolumeClaimName": "data"}},
-        "schedulePolicyName": "hourly",
-        "suspend": None,
-        "reclaimPolicy": "",
-        "preExecRule": "",
-        "postExecRule": "",
-    },
-    "status": {"items": None},
-}
-UPSTREAM_GROUP = {
-    "spec": {
-        "preExecRule": "",
-        "postExecRule": "",
-        "pvcSelector": {"matchLabels": {"app": "db"}},
-        "options": None,
-        "restoreNamespaces": None,
-        "maxRetries": 0,
-    },
-    "status": {"stage": "", "status": "", "volumeSnapshots": None},
-}
-
 
 @pytest.mark.parametrize(
     ("kind", "body", "warned"),
     [
+        ("Rule", UPSTREAM_RULE, []),
         ("GroupVolumeSnapshot", UPSTREAM_GROUP, []),
         (
             "SchedulePolicy",
