@@ -230,6 +230,7 @@ class Reflector:
     PAGE_SIZE = 500  # objects per LIST request
     MIN_BACKOFF = 0.5
     MAX_BACKOFF = 30.0
+    NOT_SERVED_RETRY = 10.0  # a kind that appears (its CRD applied) is listed within this
 
     def __init__(self, kube: Kube, resource: Resource, store: Store, field_selector: str = "") -> None:
         self.kube = kube
@@ -237,9 +238,16 @@ class Reflector:
         self.store = store
         self.field_selector = field_selector
         self.synced = threading.Event()
+        self.state = "starting"  # synced | not served | failing: <what> | starting
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"reflector {resource}", daemon=True)
         self._resource_version = ""
+
+    @property
+    def settled(self) -> bool:
+        """Synced, or the API does not serve the kind (so none of it exists: an empty cache is
+        the truth until it is served, and it is listed as soon as it is)."""
+        return self.synced.is_set() or self.state == "not served"
 
     def start(self) -> None:
         self._thread.start()
@@ -260,17 +268,26 @@ class Reflector:
                     log.info("watch expired, listing again", extra={"resource": str(self.resource)})
                     self._resource_version = ""
                     continue
-                backoff = self._pause(backoff, err)
+                if err.status == 404:  # the kind is not served (a CRD not installed, or deleted)
+                    self._resource_version = ""
+                    self.store.replace([])  # none of it exists now
+                    backoff = self._pause(min(backoff, self.NOT_SERVED_RETRY), err, "not served")
+                    continue
+                backoff = self._pause(backoff, err, f"failing: API answered {err.status}")
             except Exception as err:  # connection trouble: resume from the last version
-                backoff = self._pause(backoff, err)
+                backoff = self._pause(backoff, err, f"failing: {type(err).__name__}")
 
-    def _pause(self, backoff: float, err: Exception) -> float:
-        log.warning(
-            "cache connection failed, retrying",
-            extra={"resource": str(self.resource), "error": str(err)[:300], "retry_in": round(backoff, 2)},
-        )
+    def _pause(self, backoff: float, err: Exception, state: str) -> float:
+        """Wait before retrying; a line in the log only when the state changes (not per retry)."""
+        if state != self.state:
+            log.warning(
+                "cache not served, waiting for it" if state == "not served" else "cache connection failed, retrying",
+                extra={"resource": str(self.resource), "state": state, "error": str(err)[:300]},
+            )
+            self.state = state
         self._stop.wait(backoff * random.uniform(0.8, 1.2))
-        return min(backoff * 2, self.MAX_BACKOFF)
+        cap = self.NOT_SERVED_RETRY if state == "not served" else self.MAX_BACKOFF
+        return min(backoff * 2, cap)
 
     def _list(self) -> None:
         versions: list[str] = []
@@ -282,8 +299,9 @@ class Reflector:
 
         self.store.replace(listed())
         self._resource_version = versions[-1] if versions else ""
-        if not self.synced.is_set():
+        if self.state != "synced":
             log.info("cache synced", extra={"resource": str(self.resource), "objects": len(self.store)})
+            self.state = "synced"
         self.synced.set()
 
     def _watch(self) -> None:
@@ -292,6 +310,9 @@ class Reflector:
             if self._stop.is_set():
                 return
             self._apply(event)
+            if self.state != "synced":  # the watch answers again after trouble
+                log.info("cache connection restored", extra={"resource": str(self.resource)})
+                self.state = "synced"
 
     def _apply(self, event: dict[str, Any]) -> None:
         kind, obj = event.get("type"), event.get("object") or {}

@@ -94,8 +94,9 @@ class ClusterState:
         return [r for resource, r in self._reflectors.items() if self._watches(resource)]
 
     def synced(self) -> bool:
-        """True once every watched cache has completed its first list (always true in memory)."""
-        return all(r.synced.is_set() for r in self._watched())
+        """True once every watched cache has completed its first list, or learned that the API
+        does not serve its kind (none exists); always true in memory."""
+        return all(r.settled for r in self._watched())
 
     def synced_for(self, resources: Iterable[Resource]) -> bool:
         """True once the watched caches of these resources have completed their first list."""
@@ -105,6 +106,10 @@ class ClusterState:
             for resource, r in self._reflectors.items()
             if resource in wanted and self._watches(resource)
         )
+
+    def kind_states(self) -> dict[Resource, str]:
+        """Each watched cache's state: synced, not served, failing: <what>, or starting."""
+        return {resource: r.state for resource, r in self._reflectors.items() if self._watches(resource)}
 
     def wait_synced(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout

@@ -208,3 +208,34 @@ def test_a_kind_read_after_start_is_one_get_not_a_new_watch():
     assert "rules" not in kube.listed and kube.gets == ["nightly"]
     assert "nodes" in kube.listed  # the kinds known at start are watched
     cluster.stop()
+
+
+def test_a_kind_not_served_settles_empty_logs_once_and_lists_when_it_appears(caplog, monkeypatch):
+    import logging
+
+    monkeypatch.setattr(Reflector, "MIN_BACKOFF", 0.01)
+    caplog.set_level(logging.INFO)
+
+    class LateCrdKube(ScriptedKube):
+        def list_pages(self, resource, page_size=500, field_selector=""):
+            if self.lists and isinstance(self.lists[0], Exception):
+                raise self.lists.pop(0)
+            yield from super().list_pages(resource, page_size, field_selector)
+
+    missing = ApiError(404, b'{"reason": "NotFound"}')
+    kube = LateCrdKube(lists=[missing, missing, missing, ([named("a", "5")], "5")], watches=[])
+    store = Store()
+    reflector = Reflector(kube, NODES, store)
+    reflector.start()
+    assert kube.done.wait(5)  # listed at last, and watching
+    assert reflector.state == "synced" and reflector.synced.is_set() and store.get("", "a") is not None
+    said = [r.getMessage() for r in caplog.records if r.name == "storkcore.cache"]
+    assert said == ["cache not served, waiting for it", "cache synced"]  # not one line per retry
+    reflector.stop()
+
+
+def test_not_served_counts_as_settled_for_readiness_but_not_as_listed():
+    reflector = Reflector(ScriptedKube([], []), NODES, Store())
+    assert not reflector.settled
+    reflector.state = "not served"
+    assert reflector.settled and not reflector.synced.is_set()
