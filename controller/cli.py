@@ -9,6 +9,7 @@ import signal
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -18,6 +19,7 @@ from werkzeug.serving import make_server
 
 from controller.certificates import CertificateRenewer, CertificateSettings, KubeCertificateStore
 from controller.execs import KubePodExec
+from controller.features import Feature, Features, served_probe
 from controller.groupsnapshots import GroupSnapshotController, GroupSnapshotSettings
 from controller.health import MIN_INTERVAL, HealthMonitor, MonitorSettings
 from controller.kubesnapshots import KubeScheduleCluster, KubeSnapshotCluster
@@ -29,11 +31,19 @@ from storkcore import annotations as ann
 from storkcore import cli, objects
 from storkcore.cluster import ClusterState
 from storkcore.drivers import make_driver
+from storkcore.drivers.base import Driver
 from storkcore.events import EventRecorder
-from storkcore.kube import PODS, PVCS, ApiError, Kube, load_api_client
+from storkcore.kube import NODES, PODS, PVCS, ApiError, Kube, Resource, load_api_client
 from storkcore.logs import setup_logging
-from storkcore.snapshots import GROUP_SNAPSHOTS, SCHEDULE_POLICIES, SNAPSHOT_SCHEDULES
-from storkcore.web import add_health_routes, driver_ready, register_driver_metrics
+from storkcore.snapshots import (
+    GROUP_SNAPSHOTS,
+    RULES,
+    SCHEDULE_POLICIES,
+    SNAPSHOT_SCHEDULES,
+    VOLUME_SNAPSHOT_CLASSES,
+    VOLUME_SNAPSHOTS,
+)
+from storkcore.web import add_health_routes, register_driver_metrics
 
 log = logging.getLogger("stork.controller")
 
@@ -297,12 +307,106 @@ def settings_from(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
     )
 
 
-def serve_health(bind: str, ready, registry: CollectorRegistry) -> None:
+def serve_health(bind: str, ready, registry: CollectorRegistry, detail) -> None:
     app = Flask("stork-controller")
-    add_health_routes(app, ready, registry)
+    add_health_routes(app, ready, registry, detail)
     host, port = bind.rsplit(":", 1)
     server = make_server(host, int(port), app, threaded=True)
     threading.Thread(target=server.serve_forever, name="health", daemon=True).start()
+
+
+@dataclass
+class Wiring:
+    """What every feature is built from."""
+
+    args: argparse.Namespace
+    kube: Kube
+    cluster: ClusterState
+    driver: Driver
+    events: EventRecorder
+    elector: LeaderElector | AlwaysLeader
+    metrics: ControllerMetrics
+
+
+def placement_features(w: Wiring, settings: MonitorSettings, health_kinds: tuple[Resource, ...]) -> list[Feature]:
+    """The health monitor (needs the driver's kinds and its first answer) and the locality
+    fallback (pods, claims, nodes)."""
+    fallback = FallbackSettings(after=w.args.locality_fallback_after, window=w.args.locality_fallback_window)
+    return [
+        Feature(
+            "health-monitor",
+            lambda: HealthMonitor(
+                w.driver, KubePodActions(w.kube), w.events, settings, time.monotonic, w.elector.is_leader, w.metrics
+            ),
+            cached=health_kinds,
+            precondition=lambda: "" if w.driver.ready() else "the storage system's first answer",
+        ),
+        Feature(
+            "locality-fallback",
+            lambda: LocalityFallback(
+                KubeFallbackCluster(w.kube, w.cluster),
+                w.events,
+                fallback,
+                lambda: datetime.datetime.now(datetime.UTC),
+                w.elector.is_leader,
+                on_release=w.metrics.locality_fallbacks.inc,
+            ),
+            cached=(PODS, PVCS, NODES),
+        ),
+    ]
+
+
+def snapshot_features(w: Wiring, rules: RuleSettings, snapshots: GroupSnapshotSettings) -> list[Feature]:
+    """Group snapshots (with their rules) and schedules: each waits for its own kinds."""
+
+    def group_snapshots() -> GroupSnapshotController:
+        snapshot_cluster = KubeSnapshotCluster(w.kube, w.cluster, w.events)
+        # pods/exec needs a client of its own (see controller.execs)
+        executor = KubePodExec(load_api_client(w.args.kubeconfig, user_agent="stork-controller"))
+        return GroupSnapshotController(
+            snapshot_cluster,
+            RuleRunner(executor, snapshot_cluster, rules),
+            snapshots,
+            w.elector.is_leader,
+            on_finish=w.metrics.group_snapshot_finished,
+        )
+
+    schedule_settings = ScheduleSettings(w.args.schedule_timezone, w.args.unsafe_interval_minute_seconds)
+    return [
+        Feature(
+            "group-snapshots",
+            group_snapshots,
+            cached=(GROUP_SNAPSHOTS, PVCS, PODS),
+            served=(RULES, VOLUME_SNAPSHOTS, VOLUME_SNAPSHOT_CLASSES),
+        ),
+        Feature(
+            "schedules",
+            lambda: ScheduleController(
+                KubeScheduleCluster(w.kube, w.cluster, w.events), schedule_settings, is_leader=w.elector.is_leader
+            ),
+            cached=(SNAPSHOT_SCHEDULES, SCHEDULE_POLICIES, GROUP_SNAPSHOTS),
+        ),
+    ]
+
+
+def certificate_feature(w: Wiring, settings: CertificateSettings) -> Feature:
+    return Feature(
+        "certificate-renewal",
+        lambda: CertificateRenewer(
+            KubeCertificateStore(w.kube, settings), settings, w.events, w.metrics, w.elector.is_leader
+        ),
+    )
+
+
+def make_elector(args: argparse.Namespace, kube: Kube, metrics: ControllerMetrics) -> LeaderElector | AlwaysLeader:
+    if not args.leader_elect:
+        metrics.leader.set(1)
+        return AlwaysLeader()
+    return LeaderElector(
+        KubeLeases(kube),
+        LeaseSettings(name=args.lease_name, namespace=args.lease_namespace),
+        on_change=lambda leading: metrics.leader.set(1 if leading else 0),
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -319,7 +423,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ValueError as err:
         parser.error(str(err))
     cluster.store(PODS)
-    if args.group_snapshots:  # needs stork's snapshot CRDs
+    health_kinds = tuple(cluster.kinds())  # the driver's, the nodes', claims', volumes', pods'
+    if args.group_snapshots:  # needs stork's snapshot CRDs; waits for them if they are missing
         for resource in (GROUP_SNAPSHOTS, SNAPSHOT_SCHEDULES, SCHEDULE_POLICIES):
             cluster.store(resource)
     cluster.start()
@@ -327,69 +432,27 @@ def main(argv: Sequence[str] | None = None) -> None:
     registry = CollectorRegistry()
     register_driver_metrics(registry, driver)
     metrics = ControllerMetrics(registry)
-    if args.leader_elect:
-        elector: LeaderElector | AlwaysLeader = LeaderElector(
-            KubeLeases(kube),
-            LeaseSettings(name=args.lease_name, namespace=args.lease_namespace),
-            on_change=lambda leading: metrics.leader.set(1 if leading else 0),
-        )
-    else:
-        elector = AlwaysLeader()
-        metrics.leader.set(1)
-    serve_health(args.bind, driver_ready(driver), registry)
+    elector = make_elector(args, kube, metrics)
+    w = Wiring(args, kube, cluster, driver, EventRecorder(kube, "stork-controller"), elector, metrics)
+    features = Features(cluster, served_probe(kube), registry)
+    for feature in placement_features(w, settings, health_kinds):
+        features.add(feature)
+    if args.group_snapshots:
+        for feature in snapshot_features(w, rule_settings, snapshot_settings):
+            features.add(feature)
+    if args.renew_certificates:
+        features.add(certificate_feature(w, certificate_settings))
+    serve_health(args.bind, features.ready, registry, lambda: {"features": features.states()})
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     log.info("controller started", extra={"driver": args.driver, "interval": settings.interval})
-    while not cluster.wait_synced(5) and not stop.is_set():
-        log.info("waiting for caches to sync")
     elector.start()
-    events = EventRecorder(kube, "stork-controller")
-    monitor = HealthMonitor(driver, KubePodActions(kube), events, settings, time.monotonic, elector.is_leader, metrics)
-    groups = schedules = None
-    if args.group_snapshots:
-        snapshot_cluster = KubeSnapshotCluster(kube, cluster, events)
-        # pods/exec needs a client of its own (see controller.execs)
-        executor = KubePodExec(load_api_client(args.kubeconfig, user_agent="stork-controller"))
-        groups = GroupSnapshotController(
-            snapshot_cluster,
-            RuleRunner(executor, snapshot_cluster, rule_settings),
-            snapshot_settings,
-            elector.is_leader,
-            on_finish=metrics.group_snapshot_finished,
-        )
-        schedules = ScheduleController(
-            KubeScheduleCluster(kube, cluster, events),
-            ScheduleSettings(args.schedule_timezone, args.unsafe_interval_minute_seconds),
-            is_leader=elector.is_leader,
-        )
-    fallback = LocalityFallback(
-        KubeFallbackCluster(kube, cluster),
-        events,
-        FallbackSettings(after=args.locality_fallback_after, window=args.locality_fallback_window),
-        lambda: datetime.datetime.now(datetime.UTC),
-        elector.is_leader,
-        on_release=metrics.locality_fallbacks.inc,
-    )
-    renewer = None
-    if args.renew_certificates:
-        renewer = CertificateRenewer(
-            KubeCertificateStore(kube, certificate_settings), certificate_settings, events, metrics, elector.is_leader
-        )
     while not stop.is_set():
-        try:
-            wait = monitor.tick()
-        except Exception:
-            log.exception("health monitor tick failed")
-            wait = min(settings.interval, 10.0)
-        for part in (fallback, groups, schedules, renewer):
-            if part is not None:
-                try:
-                    part.tick()
-                except Exception:
-                    log.exception("tick failed", extra={"part": type(part).__name__})
-        stop.wait(min(wait, 1.0) if wait > 0 else 0.05)  # wake often to notice leadership changes
-    if groups is not None:
+        wait = features.tick()
+        stop.wait(0.05 if wait is not None and wait <= 0 else 1.0)  # wake often to notice leadership changes
+    groups = next((f.part for f in features.features if f.name == "group-snapshots"), None)
+    if isinstance(groups, GroupSnapshotController):
         groups.rules.release_all()  # a stopping controller does not leave an application held
     elector.stop()
     cluster.stop()

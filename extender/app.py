@@ -33,6 +33,7 @@ from storkcore.web import (
     DirectAnswer,
     DirectRoutes,
     add_health_routes,
+    cache_detail,
     driver_ready,
     error_body,
     register_driver_metrics,
@@ -180,7 +181,7 @@ def create_app(
     registry.register(PlacementCollector(extender.placement_counts))
     app.extensions["stork-extender"] = extender
     register_driver_metrics(registry, driver)
-    responses = add_health_routes(app, ready or driver_ready(driver), registry)
+    responses = add_health_routes(app, ready or driver_ready(driver), registry, cache_detail(driver))
 
     def serve(
         verb: str, handle: Callable[[ExtenderArgs], bytes], neutral: Callable[[ExtenderArgs], bytes]

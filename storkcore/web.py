@@ -31,14 +31,31 @@ def driver_ready(driver: Any) -> Callable[[], bool]:
     return lambda: driver.cluster.synced() and driver.ready()
 
 
+def cache_detail(driver: Any) -> Callable[[], dict[str, Any]]:
+    """/readyz detail: each watched cache's state (synced, not served, failing, starting) and
+    whether the storage system has answered."""
+
+    def detail() -> dict[str, Any]:
+        caches = {str(resource): state for resource, state in driver.cluster.kind_states().items()}
+        return {"caches": caches, "storage": "answered" if driver.ready() else "not answered yet"}
+
+    return detail
+
+
 def register_driver_metrics(registry: CollectorRegistry, driver: Any) -> None:
     """Drivers over a storage API export their refresh and error counters."""
     if callable(getattr(driver, "collect", None)):
         registry.register(driver)
 
 
-def add_health_routes(app: Flask, ready: Callable[[], bool], registry: CollectorRegistry) -> Counter:
-    """/livez, /readyz, /metrics and JSON errors; returns the counter of every response sent."""
+def add_health_routes(
+    app: Flask,
+    ready: Callable[[], bool],
+    registry: CollectorRegistry,
+    detail: Callable[[], dict[str, Any]] | None = None,
+) -> Counter:
+    """/livez, /readyz, /metrics and JSON errors; returns the counter of every response sent.
+    `detail` adds what the component waits for to /readyz's answer (ready or not)."""
     registry.register(ServedCertificate())
     responses = Counter(
         "stork_http_responses",
@@ -59,9 +76,10 @@ def add_health_routes(app: Flask, ready: Callable[[], bool], registry: Collector
 
     @app.get("/readyz")
     def readyz() -> Response:
+        more = detail() if detail is not None else {}
         if ready():
-            return json_response({"status": "ready"})
-        return json_response({"status": "caches not synced"}, 503)
+            return json_response({"status": "ready", **more})
+        return json_response({"status": "not ready", **more}, 503)
 
     @app.get("/metrics")
     def metrics() -> Response:

@@ -16,7 +16,7 @@ from storkcore.drivers.base import Driver
 from storkcore.kube import Resource
 from storkcore.rules import RULE_GROUP, rule_problems
 from storkcore.snapshots import RULES, SCHEDULE_POLICIES, SNAPSHOT_GROUP
-from storkcore.web import add_health_routes, json_error, json_response
+from storkcore.web import add_health_routes, cache_detail, json_error, json_response
 from webhook.admission import AdmissionSettings, Decision, LocalityOf, decide
 from webhook.review import NotAReview, Review, allow, deny, parse_review
 from webhook.schedules import (
@@ -128,7 +128,7 @@ def create_app(
     registry = CollectorRegistry()
     metrics = WebhookMetrics(registry)
     # Admission needs only whose claims are whose: never the storage API, not even for readiness.
-    add_health_routes(app, ready or driver.cluster.synced, registry)
+    add_health_routes(app, ready or driver.cluster.synced, registry, cache_detail(driver))
 
     def serve(webhook: str, handle: Callable[[Review], tuple[dict[str, Any], str]]) -> Response:
         started = time.perf_counter()

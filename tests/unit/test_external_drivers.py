@@ -399,7 +399,8 @@ def test_readiness_waits_for_the_first_answer_then_stays(external):
     assert app.get("/readyz").status_code == 200  # it answered since start: stay ready, fail open
     never = World(world.driver.name, px_endpoint="http://127.0.0.1:1", linstor_controllers="http://127.0.0.1:1")
     never.driver.refresh_now()
-    assert ExtenderClient(never).app.test_client().get("/readyz").status_code == 503
+    waiting = ExtenderClient(never).app.test_client().get("/readyz")
+    assert waiting.status_code == 503 and waiting.json["storage"] == "not answered yet"  # /readyz says why
 
 
 def test_refresh_metrics_are_exported(external):
