@@ -61,13 +61,16 @@ class LocalCluster:
     def kube(self) -> Kube:
         return self.control_plane.kube()
 
-    def start(self, with_longhorn: bool = True) -> None:
+    def start(self, with_longhorn: bool = True, with_snapshot_crds: bool = True) -> None:
+        """The control plane and default-scheduler, Longhorn's CRDs, and the CSI snapshot CRDs
+        with stork's own (without them: an install whose CRDs come later)."""
         try:
             self.control_plane.start()
             self.control_plane.start_scheduler(SchedulerSpec(name="default-scheduler", profiles=["default-scheduler"]))
             if with_longhorn:
                 simulate.install_longhorn_crds(self.kube())
-            install_snapshot_crds(self.kube())
+            if with_snapshot_crds:
+                install_snapshot_crds(self.kube())
         except BaseException:
             self.stop()
             raise
