@@ -61,6 +61,22 @@ def bound_pod(kube: Kube, namespace: str, app: str, timeout: float = 60) -> dict
     return wait_for(fetch, timeout, f"a bound pod of {namespace}/{app}")
 
 
+def replacement_pod(kube: Kube, namespace: str, app: str, first: dict[str, Any], timeout: float = 60) -> dict:
+    """The bound pod of `app` that replaced `first` (deleted by the health monitor)."""
+    return wait_for(
+        lambda: next(
+            (
+                p
+                for p in pods_of(kube, namespace, app)
+                if p["metadata"]["uid"] != first["metadata"]["uid"] and p["spec"].get("nodeName")
+            ),
+            None,
+        ),
+        timeout,
+        "the replacement pod to be bound",
+    )
+
+
 def wait_bound_claim(kube: Kube, namespace: str, claim: str) -> None:
     simulate.wait_bound_claim(kube, namespace, claim)
 

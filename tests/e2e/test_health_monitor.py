@@ -10,7 +10,7 @@ import urllib.request
 import pytest
 
 from localcluster import simulate
-from tests.e2e.helpers import PODS, bound_pod, longhorn_workload, pods_of, unique, wait_for
+from tests.e2e.helpers import PODS, bound_pod, longhorn_workload, pods_of, replacement_pod, unique, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -62,18 +62,7 @@ def test_pod_moves_off_a_node_whose_storage_died(kube, cluster, controllers):
     leader = leader_of(controllers)
     simulate.set_longhorn_node(kube, dead, ready=False)
     try:
-        replacement = wait_for(
-            lambda: next(
-                (
-                    p
-                    for p in pods_of(kube, namespace, "db")
-                    if p["metadata"]["uid"] != first["metadata"]["uid"] and p["spec"].get("nodeName")
-                ),
-                None,
-            ),
-            60,
-            "the replacement pod to be bound",
-        )
+        replacement = replacement_pod(kube, namespace, "db", first)
     finally:
         simulate.set_longhorn_node(kube, dead, ready=True)
     assert replacement["spec"]["schedulerName"] == "stork"  # admitted by our webhook

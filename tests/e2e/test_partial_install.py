@@ -14,7 +14,7 @@ from localcluster.cluster import LocalCluster, six_nodes
 from localcluster.snapshots import SimulatedSnapshotter, install_snapshot_crds, snapshot_class
 from storkcore.drivers.longhorn import PROVISIONER as LONGHORN
 from storkcore.snapshots import GROUP_SNAPSHOTS
-from tests.e2e.helpers import bound_pod, longhorn_workload, pods_of, wait_for
+from tests.e2e.helpers import bound_pod, longhorn_workload, replacement_pod, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -59,18 +59,7 @@ def test_without_the_snapshot_crds_the_health_monitor_still_moves_pods(partial):
     dead = first["spec"]["nodeName"]
     simulate.set_longhorn_node(kube, dead, ready=False)
     try:
-        moved = wait_for(
-            lambda: next(
-                (
-                    p
-                    for p in pods_of(kube, NAMESPACE, "db")
-                    if p["metadata"]["uid"] != first["metadata"]["uid"] and p["spec"].get("nodeName")
-                ),
-                None,
-            ),
-            60,
-            "the pod to move off the node whose storage died",
-        )
+        moved = replacement_pod(kube, NAMESPACE, "db", first)
     finally:
         simulate.set_longhorn_node(kube, dead, ready=True)
     assert moved["spec"]["nodeName"] != dead
