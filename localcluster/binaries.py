@@ -30,6 +30,14 @@ def kubernetes_bin_dir(build: bool = True) -> Path:
     return Path(run.stdout.strip().splitlines()[-1])
 
 
+def promtool() -> str:
+    """Debian's promtool, taken out of its package once by scripts/promtool.sh (cached)."""
+    run = subprocess.run(["bash", str(REPO / "scripts" / "promtool.sh")], capture_output=True, text=True)
+    if run.returncode != 0:
+        raise RuntimeError(f"scripts/promtool.sh failed:\n{run.stderr[-3000:]}")
+    return str(Path(run.stdout.strip().splitlines()[-1]) / "promtool")
+
+
 def recipe() -> str:
     """The build recipe's key, as scripts/build-k8s.sh names its cache folder."""
     return hashlib.sha256(BUILD_SCRIPT.read_bytes()).hexdigest()[:12]
