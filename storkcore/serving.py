@@ -23,6 +23,7 @@ from gunicorn.app.base import BaseApplication
 from prometheus_client.core import GaugeMetricFamily
 
 from storkcore.logs import gunicorn_log_config
+from storkcore.processmetrics import share_between_workers, use_shared_values
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ class _App(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self) -> Any:
+        use_shared_values()  # before the app makes its metrics (a no-op with one worker)
         app = self.factory()
         tune_gc()
         return app
@@ -153,6 +155,8 @@ def serve(
     if certfile:
         options.update(certfile=certfile, keyfile=keyfile, ssl_context=ReloadingTLS(certfile, keyfile or certfile))
     options.update(extra or {})
+    if workers > 1:
+        share_between_workers()  # one /metrics view whichever worker a scrape reaches
     _App(factory, options).run()
 
 

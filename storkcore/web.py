@@ -10,6 +10,7 @@ import orjson
 from flask import Flask, Response, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
+from storkcore.processmetrics import exposition_registry
 from storkcore.serving import ServedCertificate
 
 
@@ -81,9 +82,11 @@ def add_health_routes(
             return json_response({"status": "ready", **more})
         return json_response({"status": "not ready", **more}, 503)
 
+    served = exposition_registry(registry)
+
     @app.get("/metrics")
     def metrics() -> Response:
-        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(served), mimetype=CONTENT_TYPE_LATEST)
 
     @app.errorhandler(404)
     def not_found(_: Exception) -> Response:

@@ -169,3 +169,29 @@ def _serial(base: str) -> int:
     ):
         der = tls_sock.getpeercert(binary_form=True)
     return x509.load_der_x509_certificate(der).serial_number
+
+
+def _admissions_counted(base: str, ca: str) -> float:
+    """stork_webhook_admissions_total summed over its labels, from one scrape on a new connection."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = requests.get(base + "/metrics", verify=ca, timeout=5, headers={"Connection": "close"}).text
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "stork_webhook_admissions_total"
+    )
+
+
+def test_every_scrape_counts_what_both_workers_answered(webhook):
+    """Two gunicorn workers answer; a scrape reaches one of them, and it reports both."""
+    _, base, tls = webhook
+    ca = str(tls / "ca.crt")
+    for i in range(24):  # a new connection each: the kernel spreads them over the workers
+        answer = requests.post(
+            base + "/mutate", json=pod_review(f"u{i}"), verify=ca, timeout=5, headers={"Connection": "close"}
+        )
+        assert answer.ok
+    for _ in range(8):
+        assert _admissions_counted(base, ca) == 24
