@@ -27,6 +27,7 @@ from localcluster.snapshots import (
 )
 from storkcore.kube import PVCS
 from storkcore.snapshots import GROUP_LABEL, GROUP_SNAPSHOTS, SNAPSHOT_SCHEDULES, VOLUME_SNAPSHOTS
+from storkctl.restore import RESTORED_FROM
 from tests.e2e.conftest import CSI_NAMESPACE_LABELS
 from tests.e2e.helpers import pods_of, wait_for
 from tests.manifests.rendering import kubectl
@@ -296,7 +297,11 @@ def test_storkctl_restores_into_a_namespace_the_group_lists_and_only_there(clust
 
 def test_a_group_snapshot_upstream_wrote_with_empty_rule_names_is_taken_without_a_rule(cluster, kube, app):
     paused_before = len(pauses(cluster, kube))
-    body = upstream_object("GroupVolumeSnapshot", "upstream", NAMESPACE, pvcSelector={"matchLabels": {"app": "ledger"}})
+    ledger_only = {  # not the restored copies, which carry the ledger's labels too
+        "matchLabels": {"app": "ledger"},
+        "matchExpressions": [{"key": RESTORED_FROM, "operator": "DoesNotExist"}],
+    }
+    body = upstream_object("GroupVolumeSnapshot", "upstream", NAMESPACE, pvcSelector=ledger_only)
     assert body["spec"]["preExecRule"] == "" and body["spec"]["postExecRule"] == ""
     kube.create(GROUP_SNAPSHOTS, NAMESPACE, body)
     group = finished(kube, "upstream")

@@ -5,6 +5,7 @@ when the CRDs are applied. On a control plane of its own, without those CRDs."""
 from __future__ import annotations
 
 import json
+import urllib.error
 import urllib.request
 
 import pytest
@@ -42,8 +43,13 @@ def partial():
 
 
 def readyz(base: str) -> dict:
-    with urllib.request.urlopen(base + "/readyz", timeout=5) as resp:
-        return json.loads(resp.read())
+    """The controller's /readyz answer, ready (200) or not (503: a cache still listing)."""
+    try:
+        with urllib.request.urlopen(base + "/readyz", timeout=5) as resp:
+            return json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        assert err.code == 503
+        return json.loads(err.read())
 
 
 def test_without_the_snapshot_crds_the_health_monitor_still_moves_pods(partial):
