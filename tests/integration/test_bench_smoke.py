@@ -33,7 +33,7 @@ CLUSTER_RUNS = {
     "http_versions": (["--rounds", "1", "--requests", "10"], "client cpu", 300),
     "memory": (["--scale", "0.002", "--settle", "1"], "resident memory (MB)", 600),
     "scheduler": (["--nodes", "8", "--pods", "4", "--rounds", "1"], "ratio of medians (with extender / without)", 900),
-    "soak": (["--minutes", "0.5", "--warmup", "0.2"], "cache lag p50 / p99 s (n)", 600),
+    "soak": (["--minutes", "0.25", "--warmup", "0.2"], "cache lag p50 / p99 s (n)", 600),
 }
 
 
