@@ -239,3 +239,29 @@ def test_not_served_counts_as_settled_for_readiness_but_not_as_listed():
     assert not reflector.settled
     reflector.state = "not served"
     assert reflector.settled and not reflector.synced.is_set()
+
+
+def test_a_component_is_ready_when_an_optional_kind_is_not_served(monkeypatch):
+    """The extender and the webhook answer ready when, say, CSINodes or a driver's CRD are not
+    served (none exists), and say so in their /readyz detail."""
+    from storkcore.kube import CSI_NODES
+
+    monkeypatch.setattr(Reflector, "MIN_BACKOFF", 0.01)
+
+    class NoCsiNodes(ScriptedKube):
+        def list_pages(self, resource, page_size=500, field_selector=""):
+            if resource == CSI_NODES:
+                raise ApiError(404, b"not found")
+            yield [], "1"
+
+    cluster = ClusterState(NoCsiNodes(lists=[], watches=[]))
+    cluster.start()
+    deadline = threading.Event()
+    for _ in range(200):
+        if cluster.synced():
+            break
+        deadline.wait(0.02)
+    assert cluster.synced()
+    assert cluster.kind_states()[CSI_NODES] == "not served"
+    assert cluster.kind_states()[NODES] == "synced"
+    cluster.stop()
