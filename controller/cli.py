@@ -21,7 +21,7 @@ from controller.certificates import CertificateRenewer, CertificateSettings, Kub
 from controller.execs import KubePodExec
 from controller.features import Feature, Features, served_probe
 from controller.groupsnapshots import GroupSnapshotController, GroupSnapshotSettings
-from controller.health import MIN_INTERVAL, HealthMonitor, MonitorSettings
+from controller.health import MIN_INTERVAL, SKIP_REASONS, HealthMonitor, MonitorSettings
 from controller.kubesnapshots import KubeScheduleCluster, KubeSnapshotCluster
 from controller.leader import AlwaysLeader, KubeLeases, LeaderElector, LeaseSettings
 from controller.locality import FallbackSettings, LocalityFallback
@@ -36,10 +36,12 @@ from storkcore.events import EventRecorder
 from storkcore.kube import NODES, PODS, PVCS, ApiError, Kube, Resource, load_api_client
 from storkcore.logs import setup_logging
 from storkcore.snapshots import (
+    FAILED,
     GROUP_SNAPSHOTS,
     RULES,
     SCHEDULE_POLICIES,
     SNAPSHOT_SCHEDULES,
+    SUCCESSFUL,
     VOLUME_SNAPSHOT_CLASSES,
     VOLUME_SNAPSHOTS,
 )
@@ -80,6 +82,14 @@ class ControllerMetrics:
         self._cert_errors = Counter(
             "stork_certificate_renewal_errors", "Failed attempts to keep the certificates valid.", registry=registry
         )
+
+        # Known label values start at 0, so a healthy install's panels show 0, not "no data".
+        for reason in SKIP_REASONS:
+            self._skipped.labels(reason)
+        for status in (SUCCESSFUL, FAILED):
+            self._group_snapshots.labels(status)
+        for which in ("serving", "ca"):
+            self._cert_renewals.labels(which)
 
     def certificate_expiry(self, which: str, timestamp: float) -> None:
         self._cert_expiry.labels(which).set(timestamp)

@@ -37,6 +37,10 @@ from storkcore.pods import assess_pod
 
 log = logging.getLogger(__name__)
 
+# Why the monitor held back (the reason label of stork_health_monitor_skipped_total).
+REPLACED_NODE, TOO_MANY_OFFLINE = "replaced-node", "too-many-offline"
+SKIP_REASONS = (REPLACED_NODE, TOO_MANY_OFFLINE)
+
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 UNREACHABLE_TAINT = "node.kubernetes.io/unreachable"
 MIN_INTERVAL = 30.0
@@ -136,7 +140,7 @@ class HealthMonitor:
         real = [n for n in offline if not _replaced(n, online)]
         for node in offline:
             if node not in real:
-                self.metrics.skipped("replaced-node")
+                self.metrics.skipped(REPLACED_NODE)
         wanted = {n.storage_id for n in real}
         for storage_id in list(self.cases):
             if storage_id not in wanted:
@@ -153,7 +157,7 @@ class HealthMonitor:
                 "too many storage nodes offline at once: not acting (a driver-wide or control-plane problem)",
                 extra={"offline": len(offline), "nodes": len(nodes)},
             )
-            self.metrics.skipped("too-many-offline")
+            self.metrics.skipped(TOO_MANY_OFFLINE)
             return True
         return False
 

@@ -49,6 +49,10 @@ class ExtenderMetrics:
             "Filter answers in which storage made every node fail.",
             registry=registry,
         )
+        # Known label values start at 0, so a healthy install's panels show 0, not "no data".
+        self.fail_open.labels("filter")
+        for verb in ("filter", "prioritize"):
+            self.internal_errors.labels(verb)
 
 
 class PlacementCollector(Collector):

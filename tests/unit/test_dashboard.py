@@ -114,3 +114,23 @@ def test_the_ports_the_monitors_name_exist_in_the_install_manifests():
     (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     assert "metrics" in {p["name"] for p in container["ports"]}
+
+
+def test_a_healthy_install_shows_zero_not_no_data_for_its_known_labels():
+    """Counters with a known set of label values start at 0, so the dashboard's panels (and a
+    rate over them) show 0 on a healthy install instead of "no data"."""
+    from extender.metrics import ExtenderMetrics
+
+    registry = CollectorRegistry()
+    ExtenderMetrics(registry)
+    ControllerMetrics(registry)
+    text = generate_latest(registry).decode()
+    for sample in (
+        'stork_extender_fail_open_total{verb="filter"} 0.0',
+        'stork_extender_internal_errors_total{verb="prioritize"} 0.0',
+        'stork_health_monitor_skipped_total{reason="too-many-offline"} 0.0',
+        'stork_health_monitor_skipped_total{reason="replaced-node"} 0.0',
+        'stork_group_snapshots_total{status="Failed"} 0.0',
+        'stork_certificate_renewals_total{certificate="ca"} 0.0',
+    ):
+        assert sample in text.splitlines()
