@@ -6,7 +6,7 @@ import os
 import shutil
 import signal
 import urllib.request
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -129,11 +129,15 @@ class LocalCluster:
         self.real_node.start(labels)
         return self.real_node
 
-    def stop(self) -> None:
+    def stop(self, report: Callable[[str], None] = lambda _: None) -> None:
+        """Stop everything; `report` hears each step first (the playground prints them)."""
         for stork in self.storks:
+            report(f"stopping {stork.name}: extender, webhook, scheduler ...")
             stork.stop()
         if self.real_node is not None:
+            report("stopping the real node: its pods, the kubelet, containerd, mounts ...")
             self.real_node.stop()  # before the apiserver: the kubelet must go first
+        report("stopping the control plane: controllers, schedulers, kube-apiserver, etcd ...")
         self.control_plane.stop()
         if not self.keep_workdir:
             shutil.rmtree(self.control_plane.workdir, ignore_errors=True)

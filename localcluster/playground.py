@@ -57,6 +57,12 @@ def say(message: str) -> None:
     print(message, flush=True)
 
 
+def tell(message: str) -> None:
+    """Say, during clean-up: a closed stdout must not keep anything from stopping."""
+    with contextlib.suppress(OSError):
+        say(message)
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     cleaned = clean_up(quiet=True)
     if cleaned:
@@ -103,11 +109,12 @@ def cmd_up(args: argparse.Namespace) -> int:
         return 0
     finally:
         if snapshotter is not None:
+            tell("stopping the simulated CSI snapshotter ...")
             snapshotter.stop()
-        cluster.stop()  # first: nothing may keep it from running (not even a closed stdout)
+        cluster.stop(report=tell)
+        tell("removing the playground's folder ...")
         shutil.rmtree(workdir, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            say("stopped and cleaned up")
+        tell("stopped and cleaned up")
 
 
 def deploy_demo(kube: Kube) -> None:

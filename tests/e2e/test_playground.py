@@ -34,6 +34,9 @@ def test_playground_shows_pods_next_to_their_data_and_cleans_up(tmp_path):
     assert files_node not in ("node-1", "node-3")  # its replica nodes
     assert "default-scheduler" in lines["web"]
     assert "export KUBECONFIG=" in run.stdout
+    # Clean-up says what it is stopping, step by step.
+    assert "stopping the control plane: controllers, schedulers, kube-apiserver, etcd ..." in run.stdout
+    assert "stopping the real node: its pods, the kubelet, containerd, mounts ..." in run.stdout
     assert "is Running on localhost (scheduler stork-local)" in run.stdout  # the real node's pod
     snapshot = "GroupVolumeSnapshot demo-local/ledger-snapshot of the ledger (rules quiesce/record)"
     assert f"{snapshot}: stage Final, status Successful" in run.stdout
