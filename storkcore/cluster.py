@@ -63,8 +63,7 @@ class ClusterState:
             return found
 
     def kinds(self) -> list[Resource]:
-        """The resources with a store so far (a component starts these, and reads any other
-        kind it meets later by direct GET rather than a new list and watch)."""
+        """The resources with a store so far."""
         with self._lock:
             return list(self._stores)
 
@@ -116,9 +115,12 @@ class ClusterState:
         return all(r.synced.wait(max(0.0, deadline - time.monotonic())) for r in self._watched())
 
     def get(self, resource: Resource, namespace: str, name: str) -> dict | None:
-        """From the cache; on a miss, one direct GET (whose answer is cached too)."""
-        store = self.store(resource)
-        found = store.get(namespace, name)
+        """From the cache; on a miss, one direct GET (whose answer is cached too when the kind
+        is watched). A kind with no store is only read directly: reading it never starts a
+        list and watch (which the component's RBAC may not allow)."""
+        with self._lock:
+            store = self._stores.get(resource)
+        found = store.get(namespace, name) if store is not None else None
         if found is not None or self.kube is None or not name:
             return found
         try:
@@ -126,7 +128,7 @@ class ClusterState:
         except Exception as err:  # API errors and connection trouble alike
             log.warning("direct read failed", extra={"resource": str(resource), "error": str(err)[:200]})
             raise StateUnavailable(f"cannot read {resource.plural} {name}: {str(err)[:80]}") from err
-        if found is not None and self._watches(resource):
+        if found is not None and store is not None and self._watches(resource):
             store.upsert(found)  # the watch will keep it current
         return found
 

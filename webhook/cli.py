@@ -64,9 +64,7 @@ def build_app(args: argparse.Namespace) -> Flask:
         # Replica locations come from the caches the extender uses, and for drivers over a
         # storage API from their background refresh: never a call while a pod waits.
         table = NodeTable(driver)
-        # Only the kinds placement reads (the driver's and the nodes'): a rule or a schedule
-        # policy read while validating is one direct GET, never a watch of its own.
-        cluster.start(only=cluster.kinds())
+        cluster.start()
         driver.start()
 
         def locality_of(pod: Any, namespace: str) -> Locality:
