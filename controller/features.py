@@ -121,8 +121,8 @@ class Features:
         states = self.cluster.kind_states()
         reasons, unserved = [], True
         for resource in feature.cached:
-            state = states.get(resource, "not watched")
-            if state != "synced" and not self.cluster.synced_for([resource]):
+            if not self.cluster.synced_for([resource]):
+                state = states.get(resource, "starting")
                 reasons.append(f"{kind_name(resource)}: {state}")
                 unserved &= state == "not served"
         for resource in feature.served:

@@ -24,18 +24,20 @@ def kubernetes_bin_dir(build: bool = True) -> Path:
         if cached and all((cached[-1].parent / "bin" / b).exists() for b in NEEDED):
             return cached[-1].parent / "bin"
         raise FileNotFoundError("Kubernetes binaries of this recipe are not built; run scripts/build-k8s.sh")
-    run = subprocess.run(["bash", str(BUILD_SCRIPT)], capture_output=True, text=True)
-    if run.returncode != 0:
-        raise RuntimeError(f"scripts/build-k8s.sh failed:\n{run.stderr[-3000:]}")
-    return Path(run.stdout.strip().splitlines()[-1])
+    return _folder_from(BUILD_SCRIPT)
 
 
 def promtool() -> str:
     """Debian's promtool, taken out of its package once by scripts/promtool.sh (cached)."""
-    run = subprocess.run(["bash", str(REPO / "scripts" / "promtool.sh")], capture_output=True, text=True)
+    return str(_folder_from(REPO / "scripts" / "promtool.sh") / "promtool")
+
+
+def _folder_from(script: Path) -> Path:
+    """Run a script that fetches or builds tools once and prints their folder last."""
+    run = subprocess.run(["bash", str(script)], capture_output=True, text=True)
     if run.returncode != 0:
-        raise RuntimeError(f"scripts/promtool.sh failed:\n{run.stderr[-3000:]}")
-    return str(Path(run.stdout.strip().splitlines()[-1]) / "promtool")
+        raise RuntimeError(f"scripts/{script.name} failed:\n{run.stderr[-3000:]}")
+    return Path(run.stdout.strip().splitlines()[-1])
 
 
 def recipe() -> str:

@@ -184,8 +184,10 @@ def snapshot_class(kube: Kube, name: str, driver: str, default: bool = True, par
         kube.create(VOLUME_SNAPSHOT_CLASSES, "", body)
 
 
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def _now(at: float | None = None) -> str:
+    """A time (now by default) as the snapshot API writes it."""
+    moment = datetime.fromtimestamp(at, UTC) if at is not None else datetime.now(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _size_bytes(quantity: str) -> int:
@@ -357,8 +359,7 @@ class SimulatedSnapshotter:
             return
         uid = objects.text(snap, "metadata", "uid")
         self.kube.patch(VOLUME_SNAPSHOT_CONTENTS, "", content_name, {"spec": {"volumeSnapshotRef": {"uid": uid}}})
-        size = int(objects.dig(content, "status", "restoreSize") or 0) or self._restore_size_of(handle)
-        cut_at = self._cut_time_of(handle)
+        size, cut_at = self._recorded(handle)
         self.kube.patch(
             VOLUME_SNAPSHOT_CONTENTS,
             "",
@@ -371,7 +372,7 @@ class SimulatedSnapshotter:
             snap,
             {
                 "boundVolumeSnapshotContentName": content_name,
-                "creationTime": datetime.fromtimestamp(cut_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "creationTime": _now(cut_at),
                 "readyToUse": True,
                 "restoreSize": str(size),
             },
@@ -384,21 +385,17 @@ class SimulatedSnapshotter:
         volume = objects.text(claim, "spec", "volumeName")
         return objects.mapping(self.kube.get(PVS, "", volume), "spec", "nodeAffinity") if volume else {}
 
-    def _contents_with_handle(self, handle: str) -> list[dict[str, Any]]:
-        return [
+    def _recorded(self, handle: str) -> tuple[int, float]:
+        """What the driver recorded when it cut `handle`: its size and when (from the content the
+        cut made), as a driver answers ListSnapshots for a pre-provisioned content."""
+        cut = [
             c
             for c in self.kube.list(VOLUME_SNAPSHOT_CONTENTS)[0]
-            if objects.text(c, "status", "snapshotHandle") == handle
+            if objects.text(c, "status", "snapshotHandle") == handle and objects.dig(c, "status", "creationTime")
         ]
-
-    def _restore_size_of(self, handle: str) -> int:
-        return max(
-            (int(objects.dig(c, "status", "restoreSize") or 0) for c in self._contents_with_handle(handle)), default=0
-        )
-
-    def _cut_time_of(self, handle: str) -> float:
-        cuts = [int(objects.dig(c, "status", "creationTime") or 0) for c in self._contents_with_handle(handle)]
-        return min((c for c in cuts if c), default=int(time.time() * 1e9)) / 1e9
+        size = max((int(objects.dig(c, "status", "restoreSize") or 0) for c in cut), default=0)
+        at = min((int(objects.dig(c, "status", "creationTime")) for c in cut), default=int(time.time() * 1e9))
+        return size, at / 1e9
 
     def _patch_snapshot(self, snap: dict[str, Any], status: dict[str, Any]) -> None:
         namespace, name = objects.key(snap)

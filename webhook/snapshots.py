@@ -29,9 +29,7 @@ def group_snapshot_problems(group: Any, namespace: str, lookup_rule: RuleLookup)
         return ["spec: must be an object"]
     names = spec.get("pvcNames")
     problems: list[str] = []
-    if names is not None and (
-        not isinstance(names, list) or not all(isinstance(n, str) and DNS_SUBDOMAIN.match(n) for n in names)
-    ):
+    if not _names_or_none(names, DNS_SUBDOMAIN):
         problems.append("spec.pvcNames: must be a list of PVC names")
     if spec.get("pvcSelector") is not None or not names:
         problems += label_selector_problems("spec.pvcSelector", spec.get("pvcSelector"))
@@ -40,10 +38,7 @@ def group_snapshot_problems(group: Any, namespace: str, lookup_rule: RuleLookup)
         if value not in (None, "") and (not isinstance(value, str) or not DNS_SUBDOMAIN.match(value)):
             problems.append(f"spec.{field}: must be the name of a {'Rule' if 'Rule' in field else 'class'}")
     problems += option_problems("spec.options", spec.get("options"))
-    targets = spec.get("restoreNamespaces")
-    if targets is not None and (
-        not isinstance(targets, list) or not all(isinstance(n, str) and DNS_LABEL.match(n) for n in targets)
-    ):
+    if not _names_or_none(spec.get("restoreNamespaces"), DNS_LABEL):
         problems.append("spec.restoreNamespaces: must be a list of namespace names")
     retries = spec.get("maxRetries")
     if retries is not None and (not isinstance(retries, int) or isinstance(retries, bool) or retries < 0):
@@ -59,6 +54,11 @@ def group_snapshot_problems(group: Any, namespace: str, lookup_rule: RuleLookup)
                         "only a pre-rule may hold the application"
                     )
     return problems
+
+
+def _names_or_none(value: Any, pattern: re.Pattern[str]) -> bool:
+    """Absent, or a list of names that match `pattern`."""
+    return value is None or (isinstance(value, list) and all(isinstance(n, str) and pattern.match(n) for n in value))
 
 
 # -- options (upstream passes them to the storage driver) -------------------------------------
@@ -97,9 +97,7 @@ def option_warnings(path: str, options: Any) -> list[str]:
 
 
 def group_snapshot_warnings(group: Any) -> list[str]:
-    spec = objects.mapping(group, "spec")
-    found = option_warnings("spec.options", spec.get("options"))
-    return found
+    return option_warnings("spec.options", objects.mapping(group, "spec").get("options"))
 
 
 def volume_snapshot_warnings(snapshot: Any) -> list[str]:
