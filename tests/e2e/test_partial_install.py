@@ -100,4 +100,5 @@ def test_the_crds_applied_later_start_group_snapshots_in_the_same_process(partia
         snapshotter.stop()
     assert group["status"]["status"] == "Successful", group["status"]
     assert local.control_plane.procs.running[CONTROLLER].pid == pid  # no restart
-    assert readyz(base)["features"]["schedules"] == "running"
+    # Each kind's reflector retries "not served" on its own 10 s clock, so schedules may follow a beat later.
+    wait_for(lambda: readyz(base)["features"]["schedules"] == "running", 40, "schedules to start")
