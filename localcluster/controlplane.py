@@ -36,6 +36,9 @@ class SchedulerSpec:
     # kube-scheduler's percentageOfNodesToScore; 0 is its own default (50 % less 1 % per 125
     # nodes, at least 100 nodes): it stops looking once it has found that many feasible nodes.
     percentage_of_nodes_to_score: int = 0
+    # NAMESPACE/NAME of a Lease to lead through (kube-scheduler's leader election), as the
+    # shipped stork scheduler does; "" runs without leader election.
+    leader_lease: str = ""
 
 
 @dataclass
@@ -209,6 +212,9 @@ class ControlPlane:
                 "https://kubernetes.default.svc",
                 "--service-cluster-ip-range",
                 "10.0.0.0/24",
+                # No kube-proxy here: webhooks given by Service are called at an endpoint's
+                # address (as in clusters whose apiserver cannot reach Service IPs).
+                "--enable-aggregator-routing=true",
                 "--allow-privileged",
                 "--kubelet-preferred-address-types",
                 "Hostname",
@@ -260,7 +266,8 @@ class ControlPlane:
             interval=0.5,
         )
 
-    def start_scheduler(self, spec: SchedulerSpec) -> None:
+    def start_scheduler(self, spec: SchedulerSpec) -> dict:
+        """Starts kube-scheduler; returns the configuration it reads."""
         profiles = [{"schedulerName": name} for name in spec.profiles]
         health = f"127.0.0.1:{free_port()}"
         config: dict = {
@@ -269,7 +276,7 @@ class ControlPlane:
             # One client budget for every scheduler, high enough that none is capped at the same
             # binding rate by its API client (1.20's default qps 50 would hide an extender's cost).
             "clientConnection": {"kubeconfig": str(self.kubeconfig), "qps": 1000, "burst": 2000},
-            "leaderElection": {"leaderElect": False},
+            "leaderElection": _leader_election(spec.leader_lease),
             # With --config these replace --port: the default 0.0.0.0:10251 would clash.
             "healthzBindAddress": health,
             "metricsBindAddress": health,
@@ -306,6 +313,7 @@ class ControlPlane:
                 "2",
             ],
         )
+        return config
 
     # -- helpers ----------------------------------------------------------------
 
@@ -338,3 +346,10 @@ class ControlPlane:
         request = urllib.request.Request(self.server + "/readyz", headers={"Authorization": f"Bearer {self.token}"})
         with urllib.request.urlopen(request, timeout=2, context=context) as resp:
             return resp.status == 200
+
+
+def _leader_election(lease: str) -> dict:
+    if not lease:
+        return {"leaderElect": False}
+    namespace, _, name = lease.partition("/")
+    return {"leaderElect": True, "resourceLock": "leases", "resourceNamespace": namespace, "resourceName": name}

@@ -21,6 +21,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def outward_address() -> str:
+    """This machine's first IPv4 address outside loopback: one an Endpoints object may name (the
+    API refuses loopback endpoints) and kube-apiserver can still call."""
+    found = subprocess.run(["ip", "-4", "-o", "addr", "show", "scope", "global"], capture_output=True, text=True)
+    for line in found.stdout.splitlines():
+        fields = line.split()
+        if "inet" in fields:
+            return fields[fields.index("inet") + 1].split("/")[0]
+    raise RuntimeError(f"no IPv4 address outside loopback on this machine (ip addr: {found.stderr.strip()})")
+
+
 def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.2) -> None:
     deadline = time.monotonic() + timeout
     last: Exception | None = None

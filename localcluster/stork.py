@@ -25,7 +25,7 @@ from localcluster.controlplane import ControlPlane, SchedulerSpec
 from localcluster.processes import free_port, wait_until
 from localcluster.secretvolume import SecretVolume
 from localcluster.simulate import ensure_namespace
-from storkcore.kube import ApiError, Kube, Resource
+from storkcore.kube import CONFIG_MAPS, ENDPOINTS, SERVICES, ApiError, Kube, Resource
 
 MUTATING = Resource("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations")
 VALIDATING = Resource("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations")
@@ -64,6 +64,15 @@ class Stork:
     # Run the extender and the webhook as pods on the real node from this image (see
     # localcluster.storkpods) instead of as processes here; the TLS Secret is then required.
     image: str = ""
+    # The address the processes listen on and are called at (in their certificate too). A
+    # non-loopback address can be a Service's endpoint, which `webhook_by_service` needs.
+    host: str = "127.0.0.1"
+    # Register the webhooks as shipped, by Service `<name>-webhook` (port 443, a selector-less
+    # Service whose Endpoints name `host`), instead of by URL.
+    webhook_by_service: bool = False
+    # Run the scheduler as the shipped one does: leading through Lease stork/<name>-scheduler,
+    # its configuration also kept in ConfigMap stork/<name>-scheduler-config (key config.yaml).
+    scheduler_as_shipped: bool = False
 
     def __post_init__(self) -> None:
         self.tls_from_secret = self.tls_from_secret or bool(self.image)  # pods mount the Secret
@@ -88,11 +97,11 @@ class Stork:
 
     @property
     def extender_url(self) -> str:
-        return f"https://127.0.0.1:{self.extender_port}"
+        return f"https://{self.host}:{self.extender_port}"
 
     @property
     def webhook_url(self) -> str:
-        return f"https://127.0.0.1:{self.webhook_port}"
+        return f"https://{self.host}:{self.webhook_port}"
 
     def start(self) -> None:
         kube = self.control_plane.kube()
@@ -107,8 +116,10 @@ class Stork:
             self.extender_port, self.webhook_port = free_port(), free_port()
             self.start_extender()
             self.start_webhook()
+        if self.webhook_by_service:
+            self._webhook_service(kube)
         self._register_webhooks()
-        self.control_plane.start_scheduler(
+        config = self.control_plane.start_scheduler(
             SchedulerSpec(
                 name=f"{self.name}-scheduler",
                 profiles=[self.scheduler_name],
@@ -116,8 +127,34 @@ class Stork:
                 extender_ca=self.tls / "ca.crt",
                 extender_timeout=self.extender_timeout,
                 percentage_of_nodes_to_score=self.percentage_of_nodes_to_score,
+                leader_lease=f"{STORK_NAMESPACE}/{self.name}-scheduler" if self.scheduler_as_shipped else "",
             )
         )
+        if self.scheduler_as_shipped:
+            storkpods.apply(
+                kube,
+                CONFIG_MAPS,
+                {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {"name": f"{self.name}-scheduler-config", "namespace": STORK_NAMESPACE},
+                    "data": {"config.yaml": yaml.safe_dump(config)},
+                },
+            )
+
+    def _webhook_service(self, kube: Kube) -> None:
+        """Service `<name>-webhook` port 443 with one endpoint, this webhook process."""
+        name = f"{self.name}-webhook"
+        meta = {"name": name, "namespace": STORK_NAMESPACE}
+        service = {"apiVersion": "v1", "kind": "Service", "metadata": meta, "spec": {"ports": [{"port": 443}]}}
+        endpoints = {
+            "apiVersion": "v1",
+            "kind": "Endpoints",
+            "metadata": meta,
+            "subsets": [{"addresses": [{"ip": self.host}], "ports": [{"port": self.webhook_port}]}],
+        }
+        storkpods.apply(kube, SERVICES, service)
+        storkpods.apply(kube, ENDPOINTS, endpoints)
 
     def _issue_certificates(self) -> None:
         subprocess.run(
@@ -134,6 +171,7 @@ class Stork:
                 "localhost",
                 "--ip",
                 "127.0.0.1",
+                *(["--ip", self.host] if self.host != "127.0.0.1" else []),
                 "--days",
                 str(self.certificate_days),
                 "--ca-days",
@@ -209,7 +247,7 @@ class Stork:
                 console_script("stork-extender"),
                 *self._common_args(),
                 "--bind",
-                f"127.0.0.1:{self.extender_port}",
+                f"{self.host}:{self.extender_port}",
                 *extra_args,
             ],
         )
@@ -225,7 +263,7 @@ class Stork:
                 console_script("stork-webhook"),
                 *self._common_args(),
                 "--bind",
-                f"127.0.0.1:{self.webhook_port}",
+                f"{self.host}:{self.webhook_port}",
                 "--scheduler-name",
                 self.scheduler_name,
                 "--workers",
@@ -264,7 +302,10 @@ class Stork:
             config["metadata"]["name"] = f"{self.name}-webhook"
             for hook in config["webhooks"]:
                 hook["name"] = hook["name"].replace(".stork.", f".{self.name}.stork.", 1)
-                hook["clientConfig"] = {"url": self.webhook_url + hook["clientConfig"]["service"]["path"]}
+                if self.webhook_by_service:
+                    hook["clientConfig"]["service"].update(name=f"{self.name}-webhook", namespace=STORK_NAMESPACE)
+                else:
+                    hook["clientConfig"] = {"url": self.webhook_url + hook["clientConfig"]["service"]["path"]}
                 hook["namespaceSelector"]["matchLabels"] = dict(self.namespace_labels)
         mutating = configs["MutatingWebhookConfiguration"]
         validating = configs["ValidatingWebhookConfiguration"]

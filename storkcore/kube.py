@@ -52,6 +52,10 @@ STORAGE_CLASSES = Resource("storage.k8s.io", "v1", "storageclasses")
 CSI_NODES = Resource("storage.k8s.io", "v1", "csinodes")
 DEPLOYMENTS = Resource("apps", "v1", "deployments")
 NAMESPACES = Resource("", "v1", "namespaces")
+SERVICES = Resource("", "v1", "services")
+ENDPOINTS = Resource("", "v1", "endpoints")
+CONFIG_MAPS = Resource("", "v1", "configmaps")
+SECRETS = Resource("", "v1", "secrets")
 
 
 class ApiError(Exception):
