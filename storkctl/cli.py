@@ -1,7 +1,8 @@
-"""`storkctl`: day-2 commands: get, create, restore, explain.
+"""`storkctl`: day-2 commands: get, create, restore, explain, check.
 
 kubectl-style: `--kubeconfig`, else in-cluster, else `KUBECONFIG` / `~/.kube/config`.
-Exit codes: 0 done, 1 the cluster said no (not found, not ready, exists, forbidden), 2 usage.
+Exit codes: 0 done, 1 the cluster said no (not found, not ready, exists, forbidden) or a check failed,
+2 usage.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from storkcore.kube import ApiError, Kube, load_api_client
+from storkctl.check import add_check, run_check
 from storkctl.explain import add_explain, explain_pod, print_report
 from storkctl.objects import Refused, add_get_and_create, create, get
 from storkctl.restore import add_restore, restore
@@ -23,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_restore(commands)
     add_get_and_create(commands)
     add_explain(commands)
+    add_check(commands)
     return parser
 
 
@@ -40,6 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             get(kube, args)
         elif args.command == "create":
             create(kube, args)
+        elif args.command == "check":
+            return run_check(kube, args)
         elif args.command == "explain":
             print_report(explain_pod(kube, args), args.output)
     except Refused as err:

@@ -25,12 +25,10 @@ from storkcore import cli, objects
 from storkcore.cluster import ClusterState
 from storkcore.drivers import make_driver
 from storkcore.events import EventRecorder
-from storkcore.kube import NODES, PODS, Kube, Resource
+from storkcore.kube import CONFIG_MAPS, NODES, PODS, Kube
 from storkcore.locality import held_nodes
 from storkcore.pods import assess_pod, claim_names
 from storkctl.objects import Refused, print_table
-
-CONFIG_MAPS = Resource("", "v1", "configmaps")
 
 
 def add_explain(commands: argparse._SubParsersAction) -> None:
@@ -51,13 +49,13 @@ def add_explain(commands: argparse._SubParsersAction) -> None:
     cli.add_driver_arguments(pod, driver_required=False)
 
 
-def installed_settings(kube: Kube, args: argparse.Namespace) -> None:
+def installed_settings(kube: Kube, args: argparse.Namespace, namespace: str, config_name: str = "stork-config") -> None:
     """Without --driver: the driver (and its flags) of the stork-py installed in the cluster."""
-    config = kube.get(CONFIG_MAPS, args.stork_namespace, "stork-config")
+    config = kube.get(CONFIG_MAPS, namespace, config_name)
     data = objects.mapping(config, "data")
     if args.driver is None:
         if not data.get("STORK_DRIVER"):
-            raise Refused(f"no --driver given and no STORK_DRIVER in {args.stork_namespace}/stork-config")
+            raise Refused(f"no --driver given and no STORK_DRIVER in {namespace}/{config_name}")
         args.driver = data["STORK_DRIVER"]
         if not args.csi_driver_name and data.get("STORK_CSI_DRIVER_NAME"):
             args.csi_driver_name = str(data["STORK_CSI_DRIVER_NAME"]).split(",")
@@ -66,11 +64,12 @@ def installed_settings(kube: Kube, args: argparse.Namespace) -> None:
         # in the cluster, else pass --px-endpoint / --linstor-controllers (a port-forward).
         args.px_endpoint = args.px_endpoint or data.get("STORK_PX_ENDPOINT") or ""
         args.linstor_controllers = args.linstor_controllers or data.get("LS_CONTROLLERS") or ""
-    args.score_mode = args.score_mode or data.get("STORK_SCORE_MODE") or "stork"
+    if hasattr(args, "score_mode"):  # explain's; check has none
+        args.score_mode = args.score_mode or data.get("STORK_SCORE_MODE") or "stork"
 
 
 def explain_pod(kube: Kube, args: argparse.Namespace) -> dict[str, Any]:
-    installed_settings(kube, args)
+    installed_settings(kube, args, args.stork_namespace)
     pod = kube.get(PODS, args.namespace, args.name)
     if pod is None:
         raise Refused(f"pod {args.namespace}/{args.name} not found")

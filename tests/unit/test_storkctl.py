@@ -254,7 +254,8 @@ def test_create_builds_upstream_shaped_objects_and_refuses_ambiguous_selection(c
 
 
 def test_explain_takes_the_installed_driver_and_score_mode_from_stork_config():
-    from storkctl.explain import CONFIG_MAPS, installed_settings
+    from storkcore.kube import CONFIG_MAPS
+    from storkctl.explain import installed_settings
 
     kube = FakeKube(
         {
@@ -268,7 +269,7 @@ def test_explain_takes_the_installed_driver_and_score_mode_from_stork_config():
         }
     )
     args = build_parser().parse_args(["explain", "pod", "web-0"])
-    installed_settings(kube, args)
+    installed_settings(kube, args, args.stork_namespace)
     assert (args.driver, args.csi_driver_name, args.score_mode) == ("csi", ["a.csi", "b.csi"], "normalized")
     from storkctl.objects import Refused
 
@@ -280,14 +281,14 @@ def test_explain_takes_the_installed_driver_and_score_mode_from_stork_config():
         }
     )
     args = build_parser().parse_args(["explain", "pod", "web-0"])
-    installed_settings(linstor, args)
+    installed_settings(linstor, args, "stork")
     assert (args.driver, args.linstor_controllers) == ("linstor", "http://ls:3370")
     args = build_parser().parse_args(["explain", "pod", "web-0", "--linstor-controllers", "http://127.0.0.1:3370"])
-    installed_settings(linstor, args)
+    installed_settings(linstor, args, "stork")
     assert args.linstor_controllers == "http://127.0.0.1:3370"  # the command line wins
 
     with pytest.raises(Refused, match="no --driver given and no STORK_DRIVER in stork/stork-config"):
-        installed_settings(FakeKube({}), build_parser().parse_args(["explain", "pod", "web-0"]))
+        installed_settings(FakeKube({}), build_parser().parse_args(["explain", "pod", "web-0"]), "stork")
 
 
 def test_no_permission_is_a_clear_error_with_exit_code_1(monkeypatch, capsys):
