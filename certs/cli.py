@@ -10,9 +10,8 @@ from pathlib import Path
 
 from certs import authority as ca_tools
 from storkcore.cli import EnvDefaultsParser
-from storkcore.kube import ApiError, Kube, Resource, load_api_client
+from storkcore.kube import CONFIG_MAPS, SECRETS, ApiError, Kube, Resource, load_api_client
 
-SECRETS = Resource("", "v1", "secrets")
 WEBHOOK_CONFIGS = {
     "mutating": Resource("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations"),
     "validating": Resource("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations"),
@@ -45,8 +44,10 @@ def secret_body(name: str, namespace: str, folder: Path) -> dict:
     }
 
 
-def write_secret(kube: Kube, name: str, namespace: str, folder: Path) -> None:
+def write_secret(kube: Kube, name: str, namespace: str, folder: Path, owner_configmap: str = "") -> None:
     body = secret_body(name, namespace, folder)
+    if owner_configmap:
+        body["metadata"]["ownerReferences"] = [_owner(kube, namespace, owner_configmap)]
     existing = kube.get(SECRETS, namespace, name)
     if existing is None:
         kube.create(SECRETS, namespace, body)
@@ -57,10 +58,17 @@ def write_secret(kube: Kube, name: str, namespace: str, folder: Path) -> None:
         say(f"updated Secret {namespace}/{name}")
 
 
+def _owner(kube: Kube, namespace: str, config_map: str) -> dict:
+    """An owner reference to a ConfigMap (not blocking its deletion: that would need more rights)."""
+    owner = kube.get(CONFIG_MAPS, namespace, config_map)
+    if owner is None:
+        raise SystemExit(f"stork-certs: ConfigMap {namespace}/{config_map} (--owner-configmap) does not exist")
+    return {"apiVersion": "v1", "kind": "ConfigMap", "name": config_map, "uid": owner["metadata"]["uid"]}
+
+
 def cmd_secret(args: argparse.Namespace) -> int:
-    write_secret(
-        Kube(load_api_client(args.kubeconfig, user_agent="stork-certs")), args.name, args.namespace, Path(args.dir)
-    )
+    kube = Kube(load_api_client(args.kubeconfig, user_agent="stork-certs"))
+    write_secret(kube, args.name, args.namespace, Path(args.dir), args.owner_configmap)
     return 0
 
 
@@ -147,6 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
     secret.add_argument("--namespace", required=True)
     secret.add_argument("--dir", required=True, help="folder written by create")
     secret.add_argument("--kubeconfig")
+    secret.add_argument(
+        "--owner-configmap",
+        default="",
+        help="a ConfigMap of the same namespace that owns the Secret: deleting the install (helm uninstall, "
+        "kubectl delete -k) deletes the Secret with it",
+    )
     secret.set_defaults(run=cmd_secret)
 
     inject = commands.add_parser("inject", help="write the CA bundle into webhook configurations")

@@ -92,6 +92,7 @@ def certs(namespace: str, prefix: str) -> list[Permission]:
     return [
         Permission("create", "", "secrets", namespace=namespace),
         *_each(("get", "update"), "", ("secrets",), namespace=namespace, name=f"{prefix}-tls"),
+        Permission("get", "", "configmaps", namespace=namespace, name=f"{prefix}-config"),  # the Secret's owner
         *_webhook_configurations(prefix),
     ]
 
