@@ -143,7 +143,7 @@ spec:
             - configMapRef: {name: stork-config}
           {{- include "stork.driverEnv" $root | nindent 10 }}
           ports:
-            - {name: https, containerPort: {{ .port }}}
+            - {name: https, containerPort: {{ .port }}, protocol: TCP}
           livenessProbe:
             httpGet: {path: /livez, port: https, scheme: HTTPS}
             periodSeconds: 10
@@ -174,7 +174,7 @@ metadata:
 spec:
   selector: {app.kubernetes.io/name: {{ .name }}}
   ports:
-    - {name: https, port: {{ .servicePort }}, targetPort: https}
+    - {name: https, port: {{ .servicePort }}, targetPort: https, protocol: TCP}
 ---
 {{ include "stork.pdb" . }}
 {{- end }}
