@@ -163,9 +163,9 @@ class CertificateRenewer:
         now = self.now()
         if self._next_check is not None and now < self._next_check:
             return
-        self._next_check = now + dt.timedelta(seconds=self.settings.check_interval)
         if not self.is_leader():
-            return
+            return  # a replica that becomes the leader looks at once, not an interval later
+        self._next_check = now + dt.timedelta(seconds=self.settings.check_interval)
         secret = None
         try:
             secret = self.store.read_secret()

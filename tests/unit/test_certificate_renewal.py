@@ -215,6 +215,16 @@ def test_a_replica_that_does_not_lead_never_reads_or_writes(tmp_path):
     assert world.store.writes == 0 and world.seen.expiry == {}
 
 
+def test_a_replica_that_becomes_the_leader_looks_at_once_not_an_interval_later(tmp_path):
+    world = World(tmp_path, serving_minutes=60)
+    world.leader = False
+    world.renewer.tick()  # at start: not leading yet
+    world.leader = True
+    world.clock += dt.timedelta(seconds=1)
+    world.renewer.tick()
+    assert "serving" in world.seen.expiry  # reported within a second of leading (it was a whole interval)
+
+
 def test_a_failed_write_is_counted_and_told_in_an_event_and_retried(tmp_path):
     world = World(tmp_path, serving_minutes=60)
     world.store.fail_writes = True
