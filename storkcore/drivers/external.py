@@ -118,6 +118,7 @@ class HttpApi:
             self.calls[(call, "bad_body")] += 1
             raise StorageApiError(f"{call}: the answer is not JSON") from err
         self.calls[(call, "ok")] += 1
+        self.calls.setdefault((call, "unreachable"), 0)  # a call's outage series exists from its first answer, at 0
         return body
 
 
@@ -411,6 +412,7 @@ class ExternalDriver(Driver):
 
     def _note_success(self, kind: str) -> None:
         self.refreshes[(kind, "ok")] += 1
+        self.refreshes.setdefault((kind, "error"), 0)  # the error series a dashboard watches exists, at 0
         self.last_refresh[kind] = time.time()
         self._api_down_until = 0.0
         if not self.answered.is_set():
