@@ -176,3 +176,18 @@ def test_linstor_overlay_names_the_controller_and_mounts_optional_client_certifi
         assert volumes["linstor-client-tls"]["secret"] == {"secretName": "stork-linstor-client-tls", "optional": True}
         mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
         assert config["STORK_LINSTOR_CLIENT_CERT"].startswith(mounts["linstor-client-tls"] + "/")
+
+
+def test_the_quick_start_example_is_a_valid_deployment_on_a_longhorn_claim():
+    from pathlib import Path
+
+    import yaml
+
+    docs = {d["kind"]: d for d in yaml.safe_load_all(Path("manifests/examples/longhorn-app.yaml").read_text())}
+    for doc in docs.values():
+        kubernetes_validate.validate(doc, KUBERNETES, strict=True)
+    claim, deployment = docs["PersistentVolumeClaim"], docs["Deployment"]
+    assert claim["spec"]["storageClassName"] == "longhorn"  # the longhorn overlay's driver
+    (volume,) = deployment["spec"]["template"]["spec"]["volumes"]
+    assert volume["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+    assert deployment["spec"]["template"]["metadata"]["labels"] == {"app": "db"}  # README's selector
