@@ -52,6 +52,7 @@ import time
 import urllib.request
 from collections import Counter as Tally
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,6 +63,7 @@ from localcluster import simulate
 from localcluster.cluster import LocalCluster, NodeSpec
 from localcluster.controlplane import SchedulerSpec
 from localcluster.processes import free_port
+from localcluster.progress import step
 from localcluster.stork import Stork
 from storkcore.kube import Kube, Resource
 
@@ -73,10 +75,12 @@ CLAIM_TEMPLATES = ("data", "logs")  # a pod's claims: <template>-bench-<ordinal>
 OPT_OUT = {"stork.libopenstorage.org/disable-admission-controller": "true"}
 
 
-def in_parallel(work, items, threads: int = 16) -> None:
-    with ThreadPoolExecutor(threads) as pool:
-        for _ in pool.map(work, items):
-            pass
+def in_parallel(work, items, threads: int = 16, message: str = "") -> None:
+    """`work` on every item, 16 at a time; with a message, a bar says how far (thousands of nodes take minutes)."""
+    with step(message, out=sys.stderr) if message else nullcontext() as progress, ThreadPoolExecutor(threads) as pool:
+        for done, _ in enumerate(pool.map(work, items), 1):
+            if progress is not None:
+                progress.count(done, len(items))
 
 
 @dataclass
@@ -112,7 +116,7 @@ def populate(cluster: LocalCluster, node_count: int, pod_count: int, volumes: in
         simulate.add_node(kube, node.name, node.labels(), internal_ip=f"10.{i // 250}.{i % 250}.1")
         simulate.add_longhorn_node(kube, node.name, zone=node.zone)
 
-    in_parallel(add, list(enumerate(nodes)))
+    in_parallel(add, list(enumerate(nodes)), message=f"creating {node_count} nodes")
     simulate.longhorn_class(kube)
     cluster.ensure_namespace(NAMESPACE)
     rng = random.Random(7)
@@ -124,7 +128,7 @@ def populate(cluster: LocalCluster, node_count: int, pod_count: int, volumes: in
         simulate.add_longhorn_volume(kube, f"vol-{i}-{v}", replicas[i][v])
         simulate.longhorn_claim(kube, NAMESPACE, name, f"vol-{i}-{v}")
 
-    in_parallel(volume, claims)
+    in_parallel(volume, claims, message=f"creating {len(claims)} volumes and their claims")
     for _, _, name in claims:
         simulate.wait_bound_claim(kube, NAMESPACE, name, timeout=300)
     return Layout(replicas, {n.name: f"{n.zone}/{n.rack}" for n in nodes})

@@ -13,8 +13,9 @@ BUILD_SCRIPT = REPO / "scripts" / "build-k8s.sh"
 NEEDED = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
 
 
-def kubernetes_bin_dir(build: bool = True) -> Path:
-    """The cached binaries' folder; builds them (about 5-10 minutes, once) when missing."""
+def kubernetes_bin_dir(build: bool = True, show_build: bool = False) -> Path:
+    """The cached binaries' folder; builds them (about 5-10 minutes, once) when missing.
+    `show_build`: the build's progress goes to this process's stderr."""
     override = os.environ.get("STORK_K8S_BIN_DIR")
     if override:
         return Path(override)
@@ -24,7 +25,7 @@ def kubernetes_bin_dir(build: bool = True) -> Path:
         if cached and all((cached[-1].parent / "bin" / b).exists() for b in NEEDED):
             return cached[-1].parent / "bin"
         raise FileNotFoundError("Kubernetes binaries of this recipe are not built; run scripts/build-k8s.sh")
-    return _folder_from(BUILD_SCRIPT)
+    return _folder_from(BUILD_SCRIPT, show_progress=show_build)
 
 
 def promtool() -> str:
@@ -42,11 +43,14 @@ def helm() -> str:
     return str(_folder_from(REPO / "scripts" / "helm.sh") / "helm")
 
 
-def _folder_from(script: Path) -> Path:
-    """Run a script that fetches or builds tools once and prints their folder last."""
-    run = subprocess.run(["bash", str(script)], capture_output=True, text=True)
+def _folder_from(script: Path, show_progress: bool = False) -> Path:
+    """Run a script that fetches or builds tools once and prints their folder last (its
+    messages and progress on stderr: shown as they come, or kept for the error)."""
+    run = subprocess.run(
+        ["bash", str(script)], stdout=subprocess.PIPE, stderr=None if show_progress else subprocess.PIPE, text=True
+    )
     if run.returncode != 0:
-        raise RuntimeError(f"scripts/{script.name} failed:\n{run.stderr[-3000:]}")
+        raise RuntimeError(f"scripts/{script.name} failed:\n{(run.stderr or 'see above')[-3000:]}")
     return Path(run.stdout.strip().splitlines()[-1])
 
 

@@ -116,12 +116,16 @@ class LocalCluster:
         with urllib.request.urlopen(url, timeout=2) as resp:
             return resp.status == 200
 
-    def add_nodes(self, nodes: Iterable[NodeSpec]) -> None:
+    def add_nodes(self, nodes: Iterable[NodeSpec], progress: Callable[[int, int], None] | None = None) -> None:
+        """Node objects (and Longhorn nodes); `progress` hears (done, total) after each."""
         kube = self.kube()
+        nodes = list(nodes)
         for i, node in enumerate(nodes):
             simulate.add_node(kube, node.name, node.labels(), internal_ip=f"10.1.0.{i + 1}")
             if node.longhorn:
                 simulate.add_longhorn_node(kube, node.name, zone=node.zone, region=node.region)
+            if progress is not None:
+                progress(i + 1, len(nodes))
 
     def add_real_node(self, labels: dict[str, str] | None = None) -> RealNode:
         """containerd and a kubelet: a node `localhost` that runs real (hostNetwork) pods."""

@@ -24,6 +24,7 @@ from localcluster.cluster import LocalCluster, NodeSpec, six_nodes
 from localcluster.controlplane import ControlPlane
 from localcluster.ledger import consistent, ledger_rules, run_ledger
 from localcluster.processes import stop_recorded
+from localcluster.progress import step
 from localcluster.realnode import local_volume_claim, run_on_real_node
 from localcluster.snapshots import (
     SIMULATED_LOCAL_DRIVER,
@@ -67,8 +68,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     cleaned = clean_up(quiet=True)
     if cleaned:
         say(f"stopped what a previous run left: {', '.join(cleaned)}")
-    say("Kubernetes binaries: building them if missing (once, about 10 minutes) ...")
-    bin_dir = kubernetes_bin_dir()
+    say("Kubernetes binaries: building them if missing (once, about 10 minutes; the build counts its packages) ...")
+    bin_dir = kubernetes_bin_dir(show_build=True)
     workdir = state_dir()
     workdir.mkdir(parents=True, exist_ok=True)
     cluster = LocalCluster(ControlPlane(workdir, bin_dir))
@@ -82,19 +83,21 @@ def cmd_up(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        say("starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler ...")
-        cluster.start()
-        say("starting stork-extender, stork-webhook and the stork scheduler ...")
-        cluster.add_stork("longhorn")
+        with step("starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler"):
+            cluster.start()
+        with step("starting stork-extender, stork-webhook and the stork scheduler"):
+            cluster.add_stork("longhorn")
         nodes = six_nodes()
-        cluster.add_nodes(nodes)
-        deploy_demo(cluster.kube())
+        with step("creating simulated nodes with Longhorn storage") as progress:
+            cluster.add_nodes(nodes, progress=progress.count)
+        with step("deploying the demo applications"):
+            deploy_demo(cluster.kube())
         snapshotter = None
         if args.real_node:
-            say("starting containerd and a kubelet: one real node that runs pods ...")
-            start_local_demo(cluster)
-            say("starting stork-controller and a simulated CSI snapshotter; snapshotting the ledger ...")
-            snapshotter = start_snapshot_demo(cluster, workdir)
+            with step("starting containerd and a kubelet: one real node that runs pods"):
+                start_local_demo(cluster)
+            with step("starting stork-controller and a simulated CSI snapshotter; snapshotting the ledger"):
+                snapshotter = start_snapshot_demo(cluster, workdir)
         show(cluster.kube(), nodes)
         show_explain(cluster)
         if snapshotter is not None:

@@ -11,6 +11,7 @@ set -euo pipefail
 
 cache_root="${XDG_CACHE_HOME:-$HOME/.cache}/stork-py/kubernetes"
 binaries=(kube-apiserver kube-scheduler kube-controller-manager kubelet kubectl)
+commands=(cmd/kube-apiserver cmd/kube-scheduler cmd/kube-controller-manager cmd/kubelet cmd/kubectl)
 
 log() { echo "build-k8s: $*" >&2; }
 
@@ -46,6 +47,42 @@ source_version() {
   apt-cache showsrc kubernetes 2>/dev/null | awk '/^Version:/ {print $2; exit}'
 }
 
+# The packages the five commands need (standard library included): the progress's total.
+count_packages() {
+  local n
+  n=$( (cd "$1/.go/src/k8s.io/kubernetes" && GOPATH="$1/.go" GO111MODULE=off \
+    go list -deps "${commands[@]/#/./}" 2>/dev/null) | wc -l || true)
+  echo "${n:-0}"
+}
+
+# A bar of packages compiled, with the time left, until the build ends: redrawn in place on a
+# terminal, one line per tenth in a log. More packages than counted (code generators are built
+# first) stay at 99 % until the build ends.
+show_progress() {
+  local log=$1 total=$2 pid=$3 start=$SECONDS said=-1 compiled share filled hashes dots left line
+  ((total > 0)) || total=1
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 2
+    compiled=$(grep -cE '^[A-Za-z0-9._~/-]+$' "$log" 2>/dev/null || true)
+    share=$((compiled * 100 / total)); ((share <= 99)) || share=99
+    filled=$((share * 30 / 100))
+    printf -v hashes '%*s' "$filled" ''; printf -v dots '%*s' "$((30 - filled))" ''
+    left=""
+    if ((compiled > 0 && share < 99)); then
+      left=$(( (SECONDS - start) * (100 - share) / (share > 0 ? share : 1) ))
+      left="  about $((left / 60)) min $((left % 60)) s left"
+    fi
+    line="build-k8s: compiling [${hashes// /#}${dots// /.}] $share % ($compiled of about $total packages)$left"
+    if [ -t 2 ]; then
+      printf '\r\033[K%s' "$line" >&2
+    elif ((share / 10 != said)); then
+      said=$((share / 10)); echo "$line" >&2
+    fi
+  done
+  [ -t 2 ] && printf '\r\033[K' >&2
+  log "compiled in $(( (SECONDS - start) / 60 )) min $(( (SECONDS - start) % 60 )) s"
+}
+
 main() {
   if [ "${1:-}" = --recipe ]; then recipe; return 0; fi
   ensure_apt_packages
@@ -64,10 +101,14 @@ main() {
   patch_zero_value_check "$tree"
   mkdir -p "$tree/.go/src/k8s.io"
   ln -sfn ../../.. "$tree/.go/src/k8s.io/kubernetes"
+  local total; total=$(count_packages "$tree")
+  # -v: go names each package it compiles (cached ones are skipped), which the progress counts.
   (cd "$tree/.go/src/k8s.io/kubernetes" && \
-    GOPATH="$tree/.go" CGO_ENABLED=0 GOFLAGS=-mod=vendor GO111MODULE=off \
-    make WHAT="cmd/kube-apiserver cmd/kube-scheduler cmd/kube-controller-manager cmd/kubelet cmd/kubectl" >"$out/build.log" 2>&1) \
-    || { log "build failed; see $out/build.log"; tail -30 "$out/build.log" >&2; exit 1; }
+    GOPATH="$tree/.go" CGO_ENABLED=0 GOFLAGS=-v GO111MODULE=off \
+    make WHAT="${commands[*]}" >"$out/build.log" 2>&1) &
+  local builder=$!
+  show_progress "$out/build.log" "$total" "$builder"
+  wait "$builder" || { log "build failed; see $out/build.log"; tail -30 "$out/build.log" >&2; exit 1; }
   mkdir -p "$out/bin"
   for b in "${binaries[@]}"; do
     cp "$tree/_output/local/bin/linux/$(go env GOARCH)/$b" "$out/bin/$b"
