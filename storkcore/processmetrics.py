@@ -1,5 +1,5 @@
 """One /metrics view per pod when several worker processes answer (the webhook's gunicorn
-workers).
+workers, and granian's old and new worker during the minute a certificate renewal overlaps them).
 
 Without this, each worker keeps its own counters and a scrape reaches one worker at random:
 counters seem to reset between scrapes and every total is under-counted. With it, the server's

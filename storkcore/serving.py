@@ -217,6 +217,7 @@ def serve_granian(
     )
 
     def load(*_: Any) -> Any:
+        use_shared_values()  # before the app makes its metrics
         app = factory()
         tune_gc()
         if _certificate_changed.is_set():  # a replacement: the old worker serves meanwhile
@@ -225,6 +226,10 @@ def serve_granian(
             ServedCertificate.expiry = _expiry(certfile)
         return app
 
+    if certfile or workers > 1:
+        # A renewal runs two workers for `respawn_seconds`: one /metrics view whichever answers,
+        # counters that do not reset (bench/metric_values.py: 3 us more per extender request).
+        share_between_workers()
     if certfile:
         threading.Thread(
             target=_reload_on_change, args=(server, tls, watch_seconds), name="certificate watch", daemon=True

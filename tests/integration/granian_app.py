@@ -1,7 +1,8 @@
 """A small app served by `storkcore.serving.serve_granian`, for test_granian_serving.py.
 
 `/readyz` answers 503 for the first second of each worker (as the extender does until
-its caches are synced); `/who` names the worker process that answered.
+its caches are synced); `/who` names the worker process that answered and counts it in
+`answers_total`, which `/metrics` serves as the extender serves its own.
 """
 
 from __future__ import annotations
@@ -11,13 +12,21 @@ import sys
 import time
 
 from flask import Flask
+from prometheus_client import CollectorRegistry, Counter, generate_latest
 
+from storkcore.processmetrics import exposition_registry
 from storkcore.serving import serve_granian
 
 
 def factory() -> Flask:
     app = Flask("granian-test")
     born = time.monotonic()
+    registry = CollectorRegistry()
+    answered = Counter("answers", "/who answers", registry=registry)
+
+    @app.get("/metrics")
+    def metrics():
+        return generate_latest(exposition_registry(registry)), 200, {"Content-Type": "text/plain"}
 
     @app.get("/readyz")
     def readyz():
@@ -25,6 +34,7 @@ def factory() -> Flask:
 
     @app.get("/who")
     def who():
+        answered.inc()
         ready = time.monotonic() - born > 1.0
         return {"pid": os.getpid(), "ready": ready}
 

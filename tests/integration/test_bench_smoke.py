@@ -28,6 +28,7 @@ RUNS = {
     "extender-linstor": (["--requests", "5", "--nodes", "20", "--driver", "linstor"], "p50 ratio", 120),
     "servers": (["--requests", "5", "--nodes", "20"], "granian", 300),
     "webhook": (["--seconds", "0.3", "--concurrency", "1", "2"], "floor req/s", 120),
+    "metric_values": (["--requests", "1000", "--rounds", "1"], "us/request (median)", 120),
 }
 CLUSTER_RUNS = {
     "http_versions": (["--rounds", "1", "--requests", "10"], "client cpu", 300),

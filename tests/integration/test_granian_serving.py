@@ -3,6 +3,7 @@ by a new worker that serves only once ready, while clients keep connecting."""
 
 from __future__ import annotations
 
+import re
 import socket
 import ssl
 import sys
@@ -80,6 +81,9 @@ def test_renewed_certificate_is_served_with_no_failed_request(server):
     assert all(a["ready"] for a in answers)  # a new worker took requests only once ready
     assert len({a["pid"] for a in answers}) == 2  # the old worker, then the new one
     assert len(answers) > 50
+    # The new worker's /metrics counts the old worker's answers too: no counter reset at renewal.
+    counted = re.search(r"^answers_total (\S+)$", requests.get(base + "/metrics", verify=ca, timeout=5).text, re.M)
+    assert counted and len(answers) <= float(counted.group(1)) <= len(answers) + len(failures)
 
 
 def test_tls_below_1_2_is_refused(server):
