@@ -10,12 +10,7 @@ from pathlib import Path
 
 from certs import authority as ca_tools
 from storkcore.cli import EnvDefaultsParser
-from storkcore.kube import CONFIG_MAPS, SECRETS, ApiError, Kube, Resource, load_api_client
-
-WEBHOOK_CONFIGS = {
-    "mutating": Resource("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations"),
-    "validating": Resource("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations"),
-}
+from storkcore.kube import CONFIG_MAPS, SECRETS, WEBHOOK_CONFIGS, ApiError, Kube, load_api_client
 
 
 def say(message: str) -> None:

@@ -33,9 +33,9 @@ from typing import Any, Protocol
 from cryptography import x509
 
 from certs import authority as ca_tools
-from certs.cli import SECRETS, WEBHOOK_CONFIGS, write_ca_bundle
+from certs.cli import write_ca_bundle
 from storkcore.annotations import STORK_PREFIX
-from storkcore.kube import DEPLOYMENTS, Kube
+from storkcore.kube import DEPLOYMENTS, SECRETS, WEBHOOK_CONFIGS, Kube
 
 log = logging.getLogger(__name__)
 

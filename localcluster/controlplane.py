@@ -269,17 +269,13 @@ class ControlPlane:
     def start_scheduler(self, spec: SchedulerSpec) -> dict:
         """Starts kube-scheduler; returns the configuration it reads."""
         profiles = [{"schedulerName": name} for name in spec.profiles]
-        health = f"127.0.0.1:{free_port()}"
         config: dict = {
             "apiVersion": "kubescheduler.config.k8s.io/v1beta1",
             "kind": "KubeSchedulerConfiguration",
             # One client budget for every scheduler, high enough that none is capped at the same
             # binding rate by its API client (1.20's default qps 50 would hide an extender's cost).
-            "clientConnection": {"kubeconfig": str(self.kubeconfig), "qps": 1000, "burst": 2000},
+            "clientConnection": {"qps": 1000, "burst": 2000},
             "leaderElection": _leader_election(spec.leader_lease),
-            # With --config these replace --port: the default 0.0.0.0:10251 would clash.
-            "healthzBindAddress": health,
-            "metricsBindAddress": health,
             "profiles": profiles,
         }
         if spec.percentage_of_nodes_to_score:
@@ -297,10 +293,24 @@ class ControlPlane:
             if spec.extender_ca:
                 extender["tlsConfig"] = {"caData": base64.b64encode(spec.extender_ca.read_bytes()).decode()}
             config["extenders"] = [extender]
-        path = self.workdir / f"{spec.name}.yaml"
+        return self.run_scheduler(spec.name, config)
+
+    def run_scheduler(self, name: str, config: dict) -> dict:
+        """A kube-scheduler process reading `config` (a KubeSchedulerConfiguration), connected
+        to this control plane and with health and metrics on a free loopback port; returns the
+        configuration it reads."""
+        health = f"127.0.0.1:{free_port()}"
+        config = {
+            **config,
+            "clientConnection": {**config.get("clientConnection", {}), "kubeconfig": str(self.kubeconfig)},
+            # With --config these replace --port: the default 0.0.0.0:10251 would clash.
+            "healthzBindAddress": health,
+            "metricsBindAddress": health,
+        }
+        path = self.workdir / f"{name}.yaml"
         path.write_text(json.dumps(config, indent=2))  # JSON is YAML
         self.procs.start(
-            spec.name,
+            name,
             [
                 str(self.bin_dir / "kube-scheduler"),
                 "--config",

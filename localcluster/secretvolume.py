@@ -18,8 +18,7 @@ import shutil
 import threading
 from pathlib import Path
 
-from certs.cli import SECRETS
-from storkcore.kube import ApiError, Kube
+from storkcore.kube import SECRETS, ApiError, Kube
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,9 @@ from typing import Any
 
 from storkcore.drivers.longhorn import PROVISIONER as LONGHORN
 from storkcore.drivers.longhorn import longhorn_resources
-from storkcore.kube import DEPLOYMENTS, NAMESPACES, NODES, PVCS, PVS, STORAGE_CLASSES, ApiError, Kube, Resource
+from storkcore.kube import CRDS, DEPLOYMENTS, NAMESPACES, NODES, PVCS, PVS, STORAGE_CLASSES, ApiError, Kube, Resource
 
 LONGHORN_NAMESPACE = "longhorn-system"
-CRDS = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions")
 LH = longhorn_resources(LONGHORN_NAMESPACE)
 
 

@@ -25,10 +25,8 @@ from localcluster.controlplane import ControlPlane, SchedulerSpec
 from localcluster.processes import free_port, wait_until
 from localcluster.secretvolume import SecretVolume
 from localcluster.simulate import ensure_namespace
-from storkcore.kube import CONFIG_MAPS, ENDPOINTS, SERVICES, ApiError, Kube, Resource
+from storkcore.kube import CONFIG_MAPS, ENDPOINTS, MUTATING, SERVICES, VALIDATING, ApiError, Kube
 
-MUTATING = Resource("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations")
-VALIDATING = Resource("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations")
 STORK_NAMESPACE = "stork"
 
 

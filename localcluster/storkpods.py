@@ -15,10 +15,9 @@ from typing import Any
 
 import yaml
 
-from certs.cli import SECRETS
 from localcluster.binaries import REPO
 from localcluster.realnode import NODE_NAME, TOLERATION
-from storkcore.kube import CONFIG_MAPS, DEPLOYMENTS, ApiError, Kube, Resource
+from storkcore.kube import CONFIG_MAPS, DEPLOYMENTS, SECRETS, ApiError, Kube, Resource
 
 PORTS = {"extender": 8099, "webhook": 8443, "controller": 8098}  # as the shipped manifests bind
 

@@ -56,6 +56,10 @@ SERVICES = Resource("", "v1", "services")
 ENDPOINTS = Resource("", "v1", "endpoints")
 CONFIG_MAPS = Resource("", "v1", "configmaps")
 SECRETS = Resource("", "v1", "secrets")
+CRDS = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+MUTATING = Resource("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations")
+VALIDATING = Resource("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations")
+WEBHOOK_CONFIGS = {"mutating": MUTATING, "validating": VALIDATING}
 
 
 class ApiError(Exception):

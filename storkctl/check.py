@@ -17,22 +17,37 @@ import re
 import ssl
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import orjson
 import yaml
 from cryptography import x509
 
+from controller.leader import LEASES
 from storkcore import cli, objects
 from storkcore.cluster import ClusterState
 from storkcore.drivers import make_driver
-from storkcore.kube import CONFIG_MAPS, DEPLOYMENTS, NAMESPACES, NODES, SECRETS, SERVICES, ApiError, Kube, Resource
+from storkcore.kube import (
+    CONFIG_MAPS,
+    CRDS,
+    DEPLOYMENTS,
+    NAMESPACES,
+    NODES,
+    SECRETS,
+    SERVICES,
+    WEBHOOK_CONFIGS,
+    ApiError,
+    Kube,
+    Resource,
+)
+from storkcore.locality import parse_time
 from storkcore.selectors import label_selector_matches
 from storkctl import permissions
 from storkctl.explain import installed_settings
 from storkctl.objects import Refused, print_table
 from storkctl.reach import (
+    Reader,
     Target,
     Unreachable,
     any_certificate,
@@ -42,10 +57,6 @@ from storkctl.reach import (
     verifying_context,
 )
 
-CRDS = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions")
-LEASES = Resource("coordination.k8s.io", "v1", "leases")
-MUTATING = Resource("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations")
-VALIDATING = Resource("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations")
 REVIEWS = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
 
 STORK_CRDS = ("rules", "groupvolumesnapshots", "volumesnapshotschedules", "schedulepolicies")
@@ -78,11 +89,24 @@ class Install:
     scheduler_config_file: str = ""
     kube: Kube | None = None
     server_minor: int = 0
-    server_version: str = ""
     settings: argparse.Namespace = field(default_factory=argparse.Namespace)
     scheduler_config: dict[str, Any] | None = None
     scheduler_source: str = ""
     failed: set[str] = field(default_factory=set)  # checks that failed, for the ones that depend on them
+    _read: dict[tuple[Resource, str, str], dict | None] = field(default_factory=dict)
+
+    @property
+    def api(self) -> Kube:
+        assert self.kube is not None
+        return self.kube
+
+    def get(self, resource: Resource, namespace: str, name: str) -> dict | None:
+        """One object, read once per run: the checks judge one moment of the install, and several
+        look at the same objects (the webhook configurations, the TLS Secret, the scheduler)."""
+        key = (resource, namespace, name)
+        if key not in self._read:
+            self._read[key] = self.api.get(resource, namespace, name)
+        return self._read[key]
 
     def named(self, component: str) -> str:
         return f"{self.prefix}-{component}"
@@ -166,11 +190,9 @@ def print_results(results: list[Result], output: str) -> None:
 
 
 def check_server(install: Install) -> Iterator[Result]:
-    kube = _kube(install)
-    version = kube.request("GET", "/version")
-    install.server_version = str(version.get("gitVersion", ""))
+    version = install.api.request("GET", "/version")
     install.server_minor = int(re.sub(r"\D", "", str(version.get("minor", "0"))) or 0)
-    yield Result("server", PASS, f"Kubernetes {install.server_version}")
+    yield Result("server", PASS, f"Kubernetes {version.get('gitVersion', '')}")
 
 
 def _load_scheduler_config(install: Install) -> str:
@@ -179,7 +201,7 @@ def _load_scheduler_config(install: Install) -> str:
         install.scheduler_source = install.scheduler_config_file
         with open(install.scheduler_config_file, encoding="utf-8") as source:
             return source.read()
-    config_map = _kube(install).get(CONFIG_MAPS, install.namespace, install.named("scheduler-config"))
+    config_map = install.get(CONFIG_MAPS, install.namespace, install.named("scheduler-config"))
     install.scheduler_source = f"ConfigMap {install.where('scheduler-config')}"
     return str(objects.mapping(config_map, "data").get("config.yaml") or "") if config_map else ""
 
@@ -187,7 +209,7 @@ def _load_scheduler_config(install: Install) -> str:
 def check_scheduler_config(install: Install) -> Iterator[Result]:
     name = "scheduler-config"
     text = _load_scheduler_config(install)
-    deployment = _kube(install).get(DEPLOYMENTS, install.namespace, install.named("scheduler"))
+    deployment = install.get(DEPLOYMENTS, install.namespace, install.named("scheduler"))
     if not text:
         if deployment is not None:
             yield Result(
@@ -270,7 +292,7 @@ def check_nodes_to_score(install: Install) -> Iterator[Result]:
     if install.scheduler_config is None:
         yield Result(name, SKIP, "no scheduler configuration")
         return
-    nodes, _ = _kube(install).list(NODES)
+    nodes, _ = install.api.list(NODES)
     count = len(nodes)
     percentage = int(install.scheduler_config.get("percentageOfNodesToScore") or 0)
     if count <= SAMPLING_THRESHOLD or percentage >= 100:
@@ -294,10 +316,9 @@ def check_nodes_to_score(install: Install) -> Iterator[Result]:
 
 
 def check_crds(install: Install) -> Iterator[Result]:
-    kube = _kube(install)
     for plural in STORK_CRDS:
         yield _crd_result(
-            kube,
+            install,
             f"{plural}.stork.libopenstorage.org",
             "v1alpha1",
             FAIL,
@@ -305,7 +326,7 @@ def check_crds(install: Install) -> Iterator[Result]:
         )
     for plural in SNAPSHOT_CRDS:
         yield _crd_result(
-            kube,
+            install,
             f"{plural}.snapshot.storage.k8s.io",
             "v1",
             WARN,
@@ -314,9 +335,9 @@ def check_crds(install: Install) -> Iterator[Result]:
         )
 
 
-def _crd_result(kube: Kube, crd_name: str, version: str, missing: str, fix: str) -> Result:
+def _crd_result(install: Install, crd_name: str, version: str, missing: str, fix: str) -> Result:
     name = f"crd/{crd_name}"
-    crd = kube.get(CRDS, "", crd_name)
+    crd = install.get(CRDS, "", crd_name)
     if crd is None:
         return Result(name, missing, "not installed", fix)
     conditions = {c.get("type"): c for c in objects.items(crd, "status", "conditions")}
@@ -345,18 +366,17 @@ class Hook:
 
 def _hooks(install: Install) -> list[Hook]:
     found = []
-    for kind, resource in (("mutating", MUTATING), ("validating", VALIDATING)):
-        config = _kube(install).get(resource, "", install.named("webhook"))
+    for kind, resource in WEBHOOK_CONFIGS.items():
+        config = install.get(resource, "", install.named("webhook"))
         for hook in objects.items(config, "webhooks"):
             found.append(Hook(kind, config, hook))  # type: ignore[arg-type]
     return found
 
 
 def check_webhook_configuration(install: Install) -> Iterator[Result]:
-    kube = _kube(install)
-    for kind, resource in (("mutating", MUTATING), ("validating", VALIDATING)):
+    for kind, resource in WEBHOOK_CONFIGS.items():
         name = f"webhook-config/{kind}"
-        config = kube.get(resource, "", install.named("webhook"))
+        config = install.get(resource, "", install.named("webhook"))
         if config is None:
             without_scheduler = kind == "mutating" and install.scheduler_config is None
             verdict = SKIP if without_scheduler else FAIL
@@ -368,22 +388,20 @@ def check_webhook_configuration(install: Install) -> Iterator[Result]:
                 "" if without_scheduler else "kubectl apply -k manifests/base",
             )
             continue
-        problems = []
-        for hook in objects.items(config, "webhooks"):
-            problems += _hook_problems(kube, hook)
+        hooks = objects.items(config, "webhooks")
+        problems = [problem for hook in hooks for problem in _hook_problems(install, hook)]
         if problems:
             yield Result(name, FAIL, "; ".join(problems), "set them as in manifests/base/webhook-configurations.yaml")
         else:
-            count = len(objects.items(config, "webhooks"))
             yield Result(
                 name,
                 PASS,
-                f"{count} webhook(s), failurePolicy {SHIPPED_FAILURE_POLICY}, "
-                f"timeout {SHIPPED_TIMEOUT}s, {_client_text(objects.items(config, 'webhooks')[0])}",
+                f"{len(hooks)} webhook(s), failurePolicy {SHIPPED_FAILURE_POLICY}, "
+                f"timeout {SHIPPED_TIMEOUT}s, {_client_text(hooks[0])}",
             )
 
 
-def _hook_problems(kube: Kube, hook: Mapping[str, Any]) -> list[str]:
+def _hook_problems(source: Reader, hook: Mapping[str, Any]) -> list[str]:
     label = hook.get("name")
     problems = []
     if hook.get("failurePolicy", "Fail") != SHIPPED_FAILURE_POLICY:
@@ -397,7 +415,7 @@ def _hook_problems(kube: Kube, hook: Mapping[str, Any]) -> list[str]:
             "a slow webhook delays every pod creation by that much"
         )
     service = objects.mapping(hook, "clientConfig", "service")
-    if service and kube.get(SERVICES, service.get("namespace", ""), service.get("name", "")) is None:
+    if service and source.get(SERVICES, service.get("namespace", ""), service.get("name", "")) is None:
         problems.append(f"{label}: Service {service.get('namespace')}/{service.get('name')} does not exist")
     if not objects.mapping(hook, "clientConfig"):
         problems.append(f"{label}: no clientConfig")
@@ -411,15 +429,14 @@ def _client_text(hook: Mapping[str, Any]) -> str:
     return f"URL {objects.mapping(hook, 'clientConfig').get('url')}"
 
 
-def _hook_target(kube: Kube, hook: Mapping[str, Any]) -> Target:
+def _hook_target(source: Reader, hook: Mapping[str, Any]) -> Target:
     """Where a webhook is called, without its path (which names the verb: the probes ask /readyz)."""
     client = objects.mapping(hook, "clientConfig")
     service = objects.mapping(client, "service")
     if service:
         namespace, name = service.get("namespace", ""), service.get("name", "")
-        return service_target(kube, namespace, name, int(service.get("port", 443)))
-    target = url_target(kube, str(client.get("url", "")))
-    return Target(target.address, target.port, target.server_name, "", target.via)
+        return service_target(source, namespace, name, int(service.get("port", 443)))
+    return replace(url_target(source, str(client.get("url", ""))), path="")
 
 
 def _distinct_targets(install: Install) -> dict[tuple[str, int], tuple[Target | None, str, list[Hook]]]:
@@ -427,7 +444,7 @@ def _distinct_targets(install: Install) -> dict[tuple[str, int], tuple[Target | 
     found: dict[tuple[str, int], tuple[Target | None, str, list[Hook]]] = {}
     for hook in _hooks(install):
         try:
-            target: Target | None = _hook_target(_kube(install), hook.hook)
+            target: Target | None = _hook_target(install, hook.hook)
             why = ""
             key = (target.address, target.port)
         except Unreachable as err:
@@ -532,7 +549,7 @@ def _verifies(target: Target, ca_pem: str) -> bool:
 
 def _secret_ca(install: Install) -> str:
     try:
-        secret = _kube(install).get(SECRETS, install.namespace, install.named("tls"))
+        secret = install.get(SECRETS, install.namespace, install.named("tls"))
     except ApiError:
         return ""
     data = str(objects.mapping(secret, "data").get("ca.crt") or "")
@@ -550,7 +567,7 @@ def check_webhook_route(install: Install) -> Iterator[Result]:
     if not rule_hooks:
         yield Result(name, SKIP, "no validating webhook for Rules")
         return
-    namespace = _namespace_selected(_kube(install), rule_hooks[0].hook)
+    namespace = _namespace_selected(install.api, rule_hooks[0].hook)
     if not namespace:
         yield Result(name, SKIP, "no namespace is selected by the validating webhook's namespaceSelector")
         return
@@ -568,7 +585,7 @@ def check_webhook_route(install: Install) -> Iterator[Result]:
     }
     path = f"/apis/stork.libopenstorage.org/v1alpha1/namespaces/{namespace}/rules"
     try:
-        _kube(install).request("POST", path, {"dryRun": "All"}, probe)
+        install.api.request("POST", path, {"dryRun": "All"}, probe)
     except ApiError as err:
         if "denied the request" in err.body:
             yield Result(
@@ -615,7 +632,7 @@ def check_scheduler_running(install: Install) -> Iterator[Result]:
         return
     election = objects.mapping(config, "leaderElection")
     if election.get("leaderElect", True) is False:
-        deployment = _kube(install).get(DEPLOYMENTS, install.namespace, install.named("scheduler"))
+        deployment = install.get(DEPLOYMENTS, install.namespace, install.named("scheduler"))
         ready = int(objects.mapping(deployment, "status").get("readyReplicas") or 0) if deployment else 0
         if deployment is None:
             yield Result(
@@ -658,14 +675,14 @@ def check_controller(install: Install) -> Iterator[Result]:
 
 
 def _lease_result(install: Install, name: str, namespace: str, lease_name: str, who: str, fix: str) -> Result:
-    lease = _kube(install).get(LEASES, namespace, lease_name)
+    lease = install.get(LEASES, namespace, lease_name)
     if lease is None:
         return Result(
             name, FAIL, f"no Lease {namespace}/{lease_name}: {who} never ran (or runs without leader election)", fix
         )
     spec = objects.mapping(lease, "spec")
     holder = str(spec.get("holderIdentity") or "")
-    renewed = _parse_time(str(spec.get("renewTime") or spec.get("acquireTime") or ""))
+    renewed = parse_time(spec.get("renewTime") or spec.get("acquireTime"))
     duration = dt.timedelta(seconds=int(spec.get("leaseDurationSeconds") or 15))
     if not holder or renewed is None:
         return Result(name, FAIL, f"Lease {namespace}/{lease_name} is held by no one", fix)
@@ -699,7 +716,7 @@ def check_extender(install: Install) -> Iterator[Result]:
     url = str(extender.get("urlPrefix", ""))
     fix = install.pods_fix("extender")
     try:
-        target = url_target(_kube(install), url)
+        target = url_target(install, url)
         context, trust = _extender_context(install, extender)
         body = orjson.dumps(
             {"Pod": {"metadata": {"name": "storkctl-check", "namespace": "default"}, "spec": {}}, "NodeNames": []}
@@ -743,11 +760,11 @@ def check_storage(install: Install) -> Iterator[Result]:
     name = "storage"
     args = install.settings
     try:
-        installed_settings(_kube(install), args, install.namespace, install.named("config"))
+        installed_settings(install.api, args, install.namespace, install.named("config"))
     except Refused as err:
         yield Result(name, FAIL, str(err), "kubectl apply -k manifests/overlays/<driver>, or pass --driver")
         return
-    cluster = ClusterState(_kube(install))
+    cluster = ClusterState(install.api)
     try:
         driver = make_driver(args.driver, cluster, cli.driver_options(args))
     except ValueError as err:
@@ -843,25 +860,11 @@ def check_rbac(install: Install) -> Iterator[Result]:
 
 
 def _allowed(install: Install, account: str, permission: permissions.Permission) -> bool:
-    answer = _kube(install).request("POST", REVIEWS, body=permissions.review(install.namespace, account, permission))
+    answer = install.api.request("POST", REVIEWS, body=permissions.review(install.namespace, account, permission))
     return bool(objects.mapping(answer, "status").get("allowed"))
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-
-def _kube(install: Install) -> Kube:
-    assert install.kube is not None
-    return install.kube
-
-
-def _parse_time(text: str) -> dt.datetime | None:
-    if not text:
-        return None
-    try:
-        return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def _duration(delta: dt.timedelta) -> str:

@@ -9,12 +9,19 @@ import re
 import socket
 import ssl
 from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from storkcore import objects
-from storkcore.kube import ENDPOINTS, SERVICES, Kube
+from storkcore.kube import ENDPOINTS, SERVICES, Resource
 
 SERVICE_HOST = re.compile(r"^(?P<name>[a-z0-9-]+)\.(?P<namespace>[a-z0-9-]+)\.svc(\.cluster\.local)?\.?$")
+
+
+class Reader(Protocol):
+    """Where objects are read from: a Kube, or a cache in front of one."""
+
+    def get(self, resource: Resource, namespace: str, name: str) -> dict | None: ...
 
 
 class Unreachable(Exception):
@@ -33,7 +40,7 @@ class Target:
         return f"{self.address}:{self.port}" + (f" ({self.via})" if self.via else "")
 
 
-def service_target(kube: Kube, namespace: str, name: str, port: int, path: str = "") -> Target:
+def service_target(kube: Reader, namespace: str, name: str, port: int, path: str = "") -> Target:
     """The first ready endpoint behind a Service port, as the apiserver (with endpoint routing)
     and kube-proxy would pick one."""
     service = kube.get(SERVICES, namespace, name)
@@ -53,7 +60,7 @@ def service_target(kube: Kube, namespace: str, name: str, port: int, path: str =
     raise Unreachable(f"Service {namespace}/{name} has no ready endpoint: no pod behind it is ready")
 
 
-def url_target(kube: Kube, url: str) -> Target:
+def url_target(kube: Reader, url: str) -> Target:
     parts = urlsplit(url)
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)

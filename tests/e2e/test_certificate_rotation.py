@@ -23,10 +23,9 @@ import pytest
 from cryptography import x509
 
 from certs import authority as ca_tools
-from certs.cli import SECRETS
 from localcluster import simulate
 from localcluster.stork import MUTATING, STORK_NAMESPACE, VALIDATING, Stork
-from storkcore.kube import DEPLOYMENTS, Kube
+from storkcore.kube import DEPLOYMENTS, SECRETS, Kube
 from tests.e2e.helpers import LOCAL_DRIVER_ARGS, local_claim_on, unique, wait_for
 
 pytestmark = pytest.mark.e2e

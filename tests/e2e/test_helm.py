@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 import ssl
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +27,11 @@ import yaml
 from localcluster import simulate
 from localcluster.binaries import REPO, helm
 from localcluster.cluster import LocalCluster, six_nodes
-from localcluster.processes import free_port, outward_address, wait_until
+from localcluster.processes import outward_address, wait_until
 from localcluster.snapshots import CRDS, snapshot_crds
 from localcluster.stork import MUTATING, VALIDATING, console_script
 from storkcore.kube import CONFIG_MAPS, DEPLOYMENTS, PODS, SECRETS, ApiError, Kube, Resource
-from storkctl.reach import Unreachable, https, service_target
+from storkctl.reach import Target, Unreachable, https, service_target, url_target
 from tests.e2e.helpers import bound_pod, longhorn_workload, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -111,7 +110,8 @@ class Release:
         self.run_component(component)
         service = self.released("Service", f"stork-{component}")
         port = service["spec"]["ports"][0]["port"]
-        target = wait_for(lambda: _target(self.kube, f"stork-{component}", NAMESPACE, str(port)), 60, "an endpoint")
+        name = f"stork-{component}"
+        target = wait_for(lambda: _reachable(lambda: service_target(self.kube, NAMESPACE, name, port)), 60, name)
         context = ssl.create_default_context(cafile=str(self.tls / "ca.crt"))
         wait_until(lambda: https(target, context, path="/readyz").status == 200, 60, f"stork-{component} ready")
 
@@ -147,27 +147,16 @@ class Release:
         assert config_map is not None
         config = yaml.safe_load(config_map["data"]["config.yaml"])
         (extender,) = config["extenders"]
-        service = re.match(r"https://([^.]+)\.([^.]+)\.svc:(\d+)$", extender["urlPrefix"])
-        assert service, extender["urlPrefix"]
-        target = wait_for(lambda: _target(self.kube, *service.groups()), 60, "the extender Service's endpoint")
+        url = extender["urlPrefix"]
+        target = wait_for(lambda: _reachable(lambda: url_target(self.kube, url)), 60, f"an endpoint for {url}")
         extender["urlPrefix"] = f"https://{target.address}:{target.port}"
         extender["tlsConfig"] = {"caFile": str(self.tls / "ca.crt"), "serverName": target.server_name}
-        health = f"127.0.0.1:{free_port()}"
-        config |= {
-            "clientConnection": {"kubeconfig": str(self.local.kubeconfig)},
-            "healthzBindAddress": health,
-            "metricsBindAddress": health,
-        }
-        path = self.local.control_plane.workdir / "helm-scheduler.yaml"
-        path.write_text(yaml.safe_dump(config))
-        bin_dir = self.local.control_plane.bin_dir
-        argv = [str(bin_dir / "kube-scheduler"), "--config", str(path), "--port", "0", "--secure-port", "0", "--v", "2"]
-        self.local.control_plane.procs.start("helm-scheduler", argv)
+        self.local.control_plane.run_scheduler("helm-scheduler", config)
 
 
-def _target(kube: Kube, name: str, namespace: str, port: str):
+def _reachable(resolve: Callable[[], Target]) -> Target | None:
     try:
-        return service_target(kube, namespace, name, int(port))
+        return resolve()
     except Unreachable:  # no ready endpoint yet
         return None
 
